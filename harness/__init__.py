@@ -1,0 +1,18 @@
+"""harness: a third-party evaluation harness that runs real measurements and signs reports."""
+
+from harness.errors import BadInput, HarnessError, SutFailure, VerificationFailed
+from harness.models import Measurement, Suite, Submission, Verdict
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BadInput",
+    "HarnessError",
+    "Measurement",
+    "Submission",
+    "Suite",
+    "SutFailure",
+    "VerificationFailed",
+    "Verdict",
+    "__version__",
+]

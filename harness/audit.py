@@ -1,0 +1,81 @@
+"""`harness audit`: recompute measurements and verdicts from evidence/ alone and compare
+with the signed statement."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import jsonio, signing
+from harness.errors import BadInput
+from harness.evaluate import evaluate
+from harness.verify import ENVELOPE_FILE, STATEMENT_FILE
+
+COMPARED = ("tasks", "measurements", "unmeasured", "verdicts")
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    differences: list[str]
+    compared: dict[str, int]
+
+
+def _key(section: str, item: dict[str, Any]) -> str:
+    return str(item.get("indicator") or item.get("id") or item.get("task"))
+
+
+def _diff_values(path: str, signed: Any, recomputed: Any, out: list[str]) -> None:
+    if isinstance(signed, dict) and isinstance(recomputed, dict):
+        for k in sorted(set(signed) | set(recomputed)):
+            _diff_values(f"{path}.{k}", signed.get(k), recomputed.get(k), out)
+    elif signed != recomputed or type(signed) is not type(recomputed):
+        out.append(f"{path}: signed {json.dumps(signed)} != recomputed {json.dumps(recomputed)}")
+
+
+def diff_sections(signed: dict[str, Any], recomputed: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for section in COMPARED:
+        a = {_key(section, x): x for x in signed.get(section, [])}
+        b = {_key(section, x): x for x in recomputed.get(section, [])}
+        for name in sorted(set(a) | set(b)):
+            if name not in b:
+                out.append(f"{section}[{name}]: in the statement, not recomputed")
+            elif name not in a:
+                out.append(f"{section}[{name}]: recomputed, not in the statement")
+            else:
+                _diff_values(f"{section}[{name}]", a[name], b[name], out)
+        if not out and [_key(section, x) for x in signed.get(section, [])] != [
+            _key(section, x) for x in recomputed.get(section, [])
+        ]:
+            out.append(f"{section}: same entries in another order")
+    return out
+
+
+def _signed_predicate(run_dir: Path) -> dict[str, Any]:
+    envelope_path = run_dir / ENVELOPE_FILE
+    if not envelope_path.is_file():
+        raise BadInput(run_dir, None, f"no {ENVELOPE_FILE}: not a run directory")
+    try:
+        data = json.loads(envelope_path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise BadInput(envelope_path, None, f"not JSON: {error}") from None
+    statement = signing.statement_of(signing.open_envelope(data, str(envelope_path)), str(envelope_path))
+    predicate = statement.get("predicate")
+    if not isinstance(predicate, dict):
+        raise BadInput(envelope_path, "predicate", "missing")
+    return predicate
+
+
+def audit(run_dir: Path) -> AuditResult:
+    evidence_dir = run_dir / "evidence"
+    if not evidence_dir.is_dir():
+        raise BadInput(run_dir, None, "no evidence/ directory: not a run directory")
+    recomputed = evaluate(evidence_dir).as_json()
+    differences = diff_sections(_signed_predicate(run_dir), recomputed)
+    statement_file = run_dir / STATEMENT_FILE
+    if statement_file.is_file():
+        on_disk = jsonio.read(statement_file).get("predicate", {})
+        differences += [f"{STATEMENT_FILE}: {d}" for d in diff_sections(on_disk, recomputed)]
+    return AuditResult(differences, {s: len(recomputed[s]) for s in COMPARED})

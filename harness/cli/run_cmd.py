@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from harness import environment
+from harness.errors import EXIT_SUT_FAILURE, BadInput
+from harness.models import Verdict
+from harness.run import RunRequest, execute, plan
+
+STATUS_STYLE = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow", "NOT_MEASURED": "dim"}
+
+
+def _datasets(values: tuple[str, ...]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise BadInput("--dataset", value, "expected NAME=PATH")
+        out[name] = Path(path)
+    return out
+
+
+@contextmanager
+def _progress_bar(console: Console) -> Iterator[Callable[[int], Callable[[str], None]]]:
+    with Progress(
+        TextColumn("{task.description}", justify="left"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+
+        def factory(total: int) -> Callable[[str], None]:
+            task = bar.add_task("starting", total=total)
+
+            def step(message: str) -> None:
+                bar.update(task, advance=1, description=message[:60])
+
+            return step
+
+        yield factory
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def verdict_table(verdicts: list[Verdict], measurements: dict[str, object]) -> Table:
+    table = Table("indicator", "target", "declared", "measured", "interval", "verdict", "reason")
+    for v in verdicts:
+        style = STATUS_STYLE[v.status]
+        declared = "-" if v.declared_target is None else f"{v.op} {v.declared_target:g}"
+        measured = "-" if v.value is None else f"{v.value:.4g} {v.unit}"
+        interval = "-" if v.bound is None else f"bound {_fmt(v.bound)}"
+        table.add_row(
+            v.indicator,
+            f"{v.op} {v.target:g} {v.unit}",
+            declared,
+            measured,
+            interval,
+            f"[{style}]{v.status}[/{style}]",
+            v.reason if len(v.reason) < 90 else v.reason[:87] + "...",
+        )
+    return table
+
+
+@click.command()
+@click.argument("suite")
+@click.option("--submission", type=click.Path(path_type=Path), help="submission YAML (default: this machine)")
+@click.option("--dataset", "datasets", multiple=True, metavar="NAME=PATH", help="a dataset the suite declares")
+@click.option("--out", type=click.Path(path_type=Path), help="run directory (default: reports/<suite>-<UTC time>)")
+@click.option("--key", type=click.Path(path_type=Path), help="Ed25519 private key (PEM) that signs the report")
+@click.option("--quick", is_flag=True, help="smaller sizes, fewer repeats (still real measurements)")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of every random input")
+def run(
+    suite: str,
+    submission: Path | None,
+    datasets: tuple[str, ...],
+    out: Path | None,
+    key: Path | None,
+    quick: bool,
+    seed: int,
+) -> None:
+    """Run SUITE (an id or a YAML path) against a submission and write a signed report."""
+    request = RunRequest(suite, submission, _datasets(datasets), out, key, quick, seed)
+    env = environment.snapshot()
+    the_plan = plan(request, env)
+    err = Console(stderr=True)
+    err.print(
+        f"[bold]{the_plan.suite.suite.id}[/bold] v{the_plan.suite.suite.version} on "
+        f"{the_plan.device}{' (quick)' if quick else ''} -> {the_plan.out}"
+    )
+    with _progress_bar(err) as progress:
+        result = execute(the_plan, env, progress)
+    console = Console()
+    console.print(verdict_table(result.evaluation.verdicts, {}))
+    signer = result.statement["predicate"]["signer"]
+    if signer["self_generated"]:
+        console.print("[yellow]UNOFFICIAL: signed with this machine's self-generated dry-run key[/yellow]")
+    console.print(f"report: {result.run_dir}/report.md  (key id {signer['keyid'][:16]}...)")
+    for failure in result.failures:
+        console.print(f"[red]failed:[/red] {failure}")
+    if result.failures:
+        sys.exit(EXIT_SUT_FAILURE)

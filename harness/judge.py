@@ -1,0 +1,101 @@
+"""Verdicts: an indicator's target against a measurement and its confidence bound.
+
+PASS only when the bound on the side that matters clears the target; FAIL when the
+point estimate misses it; INCONCLUSIVE otherwise; NOT_MEASURED when nothing measured it.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+
+from harness.models import Declared, Indicator, Measurement, Op, Status, Unmeasured, Verdict
+from harness.units import convert
+
+COMPARE: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+}
+
+
+def stricter_or_equal(op: Op, declared: float, guide: float) -> bool:
+    """True when a declared target asks at least as much as the guide's."""
+    return declared >= guide if op in (">=", ">") else declared <= guide
+
+
+def judge_value(
+    op: Op, target: float, value: float, bound: float | None, exact: bool
+) -> tuple[Status, str]:
+    meets = COMPARE[op]
+    if not meets(value, target):
+        return "FAIL", f"measured {value:.4g} does not meet {op} {target:g}"
+    if exact:
+        return "PASS", f"measured {value:.4g} {op} {target:g} (exact count)"
+    if bound is None:
+        return "INCONCLUSIVE", f"measured {value:.4g} meets {op} {target:g}, but there is no confidence bound"
+    if meets(bound, target):
+        return "PASS", f"confidence bound {bound:.4g} {op} {target:g}"
+    return (
+        "INCONCLUSIVE",
+        f"measured {value:.4g} meets {op} {target:g} but the confidence bound {bound:.4g} "
+        "does not; more repeats or a steadier system are needed",
+    )
+
+
+def judge(
+    indicator: Indicator,
+    measurement: Measurement | None,
+    unmeasured: Unmeasured | None,
+    declared: Declared | None,
+) -> Verdict:
+    declared_target = declared.target if declared else None
+    flags: list[str] = []
+    if declared_target is not None and not stricter_or_equal(indicator.op, declared_target, indicator.target):
+        flags.append(
+            f"declared target {indicator.op} {declared_target:g} is weaker than the guide's "
+            f"{indicator.op} {indicator.target:g}"
+        )
+    base = {
+        "indicator": indicator.id,
+        "title": indicator.title,
+        "unit": indicator.unit,
+        "op": indicator.op,
+        "target": indicator.target,
+        "declared_target": declared_target,
+        "flags": flags,
+    }
+    if measurement is None:
+        if indicator.pending:
+            reason = indicator.pending
+        elif unmeasured is not None:
+            reason = unmeasured.reason
+        else:
+            reason = f"no measurement of {indicator.metric} in this run"
+        return Verdict(
+            **base, status="NOT_MEASURED", value=None, declared_status=None, bound=None, reason=reason
+        )
+    value = convert(measurement.value, measurement.unit, indicator.unit)
+    ci = measurement.ci
+    exact = ci is None
+    bound: float | None = None
+    if ci is not None:
+        raw = ci.low if indicator.op in (">=", ">") else ci.high
+        bound = None if raw is None else convert(raw, measurement.unit, indicator.unit)
+    status, reason = judge_value(indicator.op, indicator.target, value, bound, exact)
+    if status == "INCONCLUSIVE" and ci is not None and ci.need:
+        reason = f"{reason}; {ci.need}"
+    if ci is not None and bound is not None:
+        reason += f" ({ci.confidence:.0%} one-sided, n={measurement.n}, repeats={measurement.repeats})"
+    declared_status: Status | None = None
+    if declared_target is not None:
+        declared_status, _ = judge_value(indicator.op, declared_target, value, bound, exact)
+    return Verdict(
+        **base,
+        status=status,
+        value=value,
+        declared_status=declared_status,
+        bound=bound,
+        reason=reason,
+    )

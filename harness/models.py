@@ -1,0 +1,200 @@
+"""Typed, serialisable records: suites, submissions, hardware descriptions, results."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from harness.units import UNITS
+
+Op = Literal[">=", "<=", ">", "<"]
+Status = Literal["PASS", "FAIL", "INCONCLUSIVE", "NOT_MEASURED"]
+
+SUITE_SCHEMA = "harness.suite/v1"
+SUBMISSION_SCHEMA = "harness.submission/v1"
+HARDWARE_SCHEMA = "harness.hardware/v1"
+PREDICATE_TYPE = "https://harness.dev/evaluation-report/v1"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _finite(value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+# ---------------------------------------------------------------- suites
+
+
+class Task(Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    probe: str
+    title: str = ""
+    args: dict[str, Any] = Field(default_factory=dict)
+    quick_args: dict[str, Any] = Field(default_factory=dict)
+
+    def effective_args(self, quick: bool) -> dict[str, Any]:
+        return {**self.args, **self.quick_args} if quick else dict(self.args)
+
+
+class Indicator(Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    title: str
+    metric: str
+    op: Op
+    target: float
+    unit: str
+    source: str
+    pending: str | None = None  # why no probe measures this yet: reported as NOT_MEASURED
+
+    _check_target = field_validator("target")(_finite)
+
+    @field_validator("unit")
+    @classmethod
+    def _known_unit(cls, unit: str) -> str:
+        if unit not in UNITS:
+            raise ValueError(f"unknown unit {unit!r}; known: {', '.join(sorted(UNITS))}")
+        return unit
+
+
+class DatasetSpec(Strict):
+    description: str
+    required: bool = False
+
+
+class Suite(Strict):
+    schema_: Literal["harness.suite/v1"] = Field(alias="schema")
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    version: str
+    direction: str = Field(pattern=r"^D\d\d$")
+    title: str
+    source: str
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
+    tasks: list[Task]
+    indicators: list[Indicator]
+
+
+# ---------------------------------------------------------------- submissions
+
+
+class Declared(Strict):
+    current: float | None = None
+    target: float | None = None
+    scenario: str = ""
+
+    _check = field_validator("current", "target")(_finite)
+
+
+class SutSpec(BaseModel):
+    """`adapter` names a registered adapter; the other keys are the adapter's own."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    adapter: str = "local"
+
+
+class InstrumentSpec(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    kind: str
+
+
+class Submission(Strict):
+    applicant: str
+    product: str
+    suite: str
+    sut: SutSpec = Field(default_factory=SutSpec)
+    declared: dict[str, Declared] = Field(default_factory=dict)
+    hardware: str | None = None
+    instruments: list[InstrumentSpec] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- hardware
+
+
+class PeakValue(Strict):
+    value: float = Field(gt=0)
+    unit: str
+
+
+class HardwareDescription(Strict):
+    """A system description in the spirit of MLPerf's system_desc files."""
+
+    schema_: Literal["harness.hardware/v1"] = Field(alias="schema")
+    id: str
+    name: str
+    kind: Literal["cpu", "accelerator", "system"]
+    match: dict[str, str | int] = Field(default_factory=dict)
+    processor: str = ""
+    accelerator: str = ""
+    memory: str = ""
+    interconnect: str = ""
+    software_stack: str = ""
+    toolchain: list[str] = Field(default_factory=list)
+    form_factor: str = ""
+    tdp_w: float | None = None
+    # Dense peak per precision for one device (GPU) or the whole processor.
+    nominal_peak: dict[str, PeakValue] = Field(default_factory=dict)
+    # CPUs: dense operations per core per cycle; peak = value * cores used * clock.
+    peak_ops_per_core_cycle: dict[str, float] = Field(default_factory=dict)
+    peak_clock_ghz: float | None = None
+    notes: str = ""
+
+
+# ---------------------------------------------------------------- results
+
+
+class Interval(Strict):
+    """One-sided bounds at `confidence` each; None where the samples cannot give one."""
+
+    low: float | None
+    high: float | None
+    confidence: float
+    method: str
+    need: str = ""  # what it takes to get a bound, when low/high is None
+
+
+class Measurement(Strict):
+    id: str
+    value: float
+    unit: str
+    n: int  # operations / samples behind the figure
+    repeats: int
+    ci: Interval | None = None
+    method: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    _check = field_validator("value")(_finite)
+
+
+class Unmeasured(Strict):
+    """A metric a task was asked for but could not measure, with the concrete reason."""
+
+    id: str
+    reason: str
+
+
+class TaskOutcome(Strict):
+    task: str
+    probe: str
+    status: Literal["ok", "partial", "failed"]
+    reason: str = ""
+
+
+class Verdict(Strict):
+    indicator: str
+    title: str
+    status: Status
+    value: float | None
+    unit: str
+    op: Op
+    target: float
+    declared_target: float | None
+    declared_status: Status | None
+    bound: float | None  # the confidence bound the verdict used
+    reason: str
+    flags: list[str] = Field(default_factory=list)

@@ -1,0 +1,66 @@
+"""The probe protocol: `collect` drives the system and writes raw evidence; `score` turns
+evidence (and nothing else) into measurements."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel
+
+from harness.evidence import EvidenceReader, EvidenceWriter
+from harness.models import HardwareDescription, Measurement, SutSpec, Unmeasured
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class CollectContext:
+    task_id: str
+    args: BaseModel
+    sut: SutSpec
+    device: str
+    seed: int
+    quick: bool
+    evidence: EvidenceWriter
+    progress: Progress = field(default=lambda _message: None)
+
+
+@dataclass(frozen=True)
+class ScoreContext:
+    task_id: str
+    args: BaseModel
+    confidence: float
+    hardware: HardwareDescription | None
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    measurements: list[Measurement]
+    unmeasured: list[Unmeasured]
+
+
+class Probe(Protocol):
+    name: ClassVar[str]
+    Args: ClassVar[type[BaseModel]]
+
+    def metrics(self, args: BaseModel) -> dict[str, str]:
+        """Local metric id -> unit, for every metric this task may produce (the run prefixes
+        the ids with the task id)."""
+        ...
+
+    def estimated_steps(self, args: BaseModel, quick: bool) -> int:
+        """How many progress steps `collect` reports (for the progress bar)."""
+        ...
+
+    def collect(self, ctx: CollectContext) -> list[str]:
+        """Drive the system, write raw evidence; return the failures of the SUT or an
+        instrument that were recorded (empty when everything ran)."""
+        ...
+
+    def score(self, evidence: EvidenceReader, ctx: ScoreContext) -> ScoreResult: ...
+
+
+def parse_args(probe: Probe, raw: dict[str, Any]) -> BaseModel:
+    return probe.Args.model_validate(raw)

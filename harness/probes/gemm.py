@@ -1,0 +1,605 @@
+"""`compute.gemm`: dense GEMM throughput per precision on a CPU or CUDA device through torch.
+
+collect: for every precision, a correctness check against a float64 reference on a small
+size, then a sweep of square sizes with warm-ups and timed repeats (device synchronised
+around each timed region). Every size's raw repeat times go to the evidence.
+score: throughput per repeat = operations / seconds; the best size by median is the figure,
+with distribution-free bounds on its median; percent of the nominal peak when the system
+description gives one.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from harness.evidence import EvidenceReader
+from harness.models import HardwareDescription, Interval, Measurement, Unmeasured
+from harness.probes.base import CollectContext, ScoreContext, ScoreResult
+from harness.registry import probes
+from harness.stats import median_bounds
+from harness.units import convert
+
+Precision = Literal["fp32", "tf32", "bf16", "fp16", "int8", "int4"]
+ALL_PRECISIONS: tuple[Precision, ...] = ("fp32", "tf32", "bf16", "fp16", "int8", "int4")
+
+# Largest error allowed in the check, relative to max |reference|. The reference is
+# computed in float64 from the very inputs the kernel saw (after rounding to its type), so
+# the error comes only from accumulation and output rounding.
+TOLERANCE: dict[str, float] = {
+    "fp32": 1e-5,
+    "tf32": 1e-2,  # 10-bit mantissa inputs
+    "bf16": 1e-2,  # bf16 output rounding (2^-9)
+    "fp16": 5e-3,  # fp16 output rounding (2^-11)
+    "int8": 0.0,  # integer accumulation is exact
+    "int4": 1e-2,  # bf16 activations and output
+}
+ACCUMULATION: dict[str, str] = {
+    "fp32": "fp32 inputs, fp32 accumulation, fp32 output",
+    "tf32": "tf32 inputs (fp32 storage), fp32 accumulation, fp32 output",
+    "bf16": "bf16 inputs, fp32 accumulation (backend), bf16 output",
+    "fp16": "fp16 inputs, fp32 accumulation (backend), fp16 output",
+    "int8": "int8 x int8 inputs, int32 accumulation, int32 output (torch._int_mm)",
+    "int4": (
+        "W4A16: int4 weights (group-wise scales) x bf16 activations, dequantised in the "
+        "kernel, fp32 accumulation, bf16 output (torch._weight_int4pack_mm)"
+    ),
+}
+OPS_UNIT = {"int8": "TOPS", "int4": "TOPS"}  # the rest are TFLOPS
+
+
+def ops_unit(precision: str) -> str:
+    return OPS_UNIT.get(precision, "TFLOPS")
+
+
+class GemmArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    precisions: list[Precision] = Field(min_length=1)
+    sizes: dict[Literal["cpu", "cuda"], list[int]]
+    repeats: int = Field(default=10, ge=1)
+    warmup: int = Field(default=2, ge=1)
+    min_repeat_s: float = Field(default=0.2, gt=0)
+    max_size_s: float = Field(default=30.0, gt=0)
+    check_size: int = Field(default=256, ge=32)
+    int4_group_size: int = Field(default=32, ge=32)
+    # the precisions counted by the `verified_precisions` metric (default: all requested)
+    verify: list[Precision] | None = None
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, sizes: dict[str, list[int]]) -> dict[str, list[int]]:
+        for kind, values in sizes.items():
+            if not values:
+                raise ValueError(f"sizes.{kind} is empty")
+            for v in values:
+                if v < 32 or v % 32:
+                    raise ValueError(f"sizes.{kind}: {v} is not a multiple of 32 (>= 32)")
+        return sizes
+
+
+# ------------------------------------------------------------------------ device support
+
+
+def _cuda_capability(device: str) -> tuple[int, int] | None:
+    import torch
+
+    if not device.startswith("cuda"):
+        return None
+    return tuple(torch.cuda.get_device_capability(device))  # type: ignore[return-value]
+
+
+def unsupported_reason(precision: str, device: str) -> str | None:
+    """Why this device cannot run the precision, or None when it can."""
+    import torch
+
+    cap = _cuda_capability(device)
+    if precision == "tf32":
+        if cap is None:
+            return (
+                "TF32 is a tensor-core format of NVIDIA Ampere-or-newer GPUs; on a CPU torch "
+                "accepts the TF32 setting silently and runs plain FP32, so no TF32 figure exists"
+            )
+        if cap < (8, 0):
+            return f"TF32 needs compute capability >= 8.0 (Ampere); this GPU has {cap[0]}.{cap[1]}"
+    if precision == "bf16" and cap is not None and cap < (8, 0):
+        return f"BF16 tensor cores need compute capability >= 8.0; this GPU has {cap[0]}.{cap[1]}"
+    if precision == "int8" and not hasattr(torch, "_int_mm"):
+        return f"torch {torch.__version__} has no integer GEMM (torch._int_mm)"
+    if precision == "int4":
+        if cap is None and not hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu"):
+            return f"torch {torch.__version__} has no INT4 GEMM kernel for the CPU"
+        if cap is not None and cap < (8, 0):
+            return f"torch's INT4 GEMM kernel needs compute capability >= 8.0; this GPU has {cap}"
+    return None
+
+
+# ------------------------------------------------------------------------ kernels
+
+
+@dataclass
+class Kernel:
+    """A ready-to-run GEMM of one precision and size, plus the float64 reference inputs."""
+
+    run: Callable[[], Any]
+    output: Callable[[], Any]  # the result of one run, as float64 on the CPU
+    reference: Callable[[], Any]  # the exact product of the inputs the kernel saw, float64
+
+
+def _tf32(enabled: bool) -> None:
+    import torch
+
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):
+        matmul.fp32_precision = "tf32" if enabled else "ieee"
+    else:  # older torch
+        matmul.allow_tf32 = enabled
+
+
+def make_kernel(precision: str, size: int, device: str, seed: int, group_size: int) -> Kernel:
+    import torch
+
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    m = n = k = size
+    if precision in ("fp32", "tf32", "bf16", "fp16"):
+        dtype = {
+            "fp32": torch.float32,
+            "tf32": torch.float32,
+            "bf16": torch.bfloat16,
+            "fp16": torch.float16,
+        }[precision]
+        a = torch.randn(m, k, generator=gen).to(dtype).to(device)
+        b = torch.randn(k, n, generator=gen).to(dtype).to(device)
+        out = torch.empty(m, n, dtype=dtype, device=device)
+
+        def run() -> Any:
+            return torch.matmul(a, b, out=out)
+
+        if precision == "tf32":
+            # TF32 rounds the inputs inside the tensor core; the reference keeps the fp32
+            # inputs, so the check measures the real TF32 error against exact arithmetic.
+            pass
+
+        def reference() -> Any:
+            return a.double().cpu() @ b.double().cpu()
+
+        def output() -> Any:
+            return run().double().cpu()
+
+        return Kernel(run, output, reference)
+
+    if precision == "int8":
+        a8 = torch.randint(-128, 128, (m, k), generator=gen, dtype=torch.int8).to(device)
+        b8 = torch.randint(-128, 128, (k, n), generator=gen, dtype=torch.int8).to(device)
+
+        def run8() -> Any:
+            return torch._int_mm(a8, b8)
+
+        def ref8() -> Any:
+            return (a8.cpu().long() @ b8.cpu().long()).double()
+
+        return Kernel(run8, lambda: run8().double().cpu(), ref8)
+
+    if precision == "int4":
+        if k % group_size:
+            raise ValueError(f"size {k} is not a multiple of the INT4 group size {group_size}")
+        x = torch.randn(m, k, generator=gen).to(torch.bfloat16)
+        w = torch.randint(0, 16, (n, k), generator=gen, dtype=torch.int32)  # unsigned nibbles
+        scales = (torch.rand(k // group_size, n, generator=gen) * 0.1 + 0.01).to(torch.bfloat16)
+        zeros = torch.zeros_like(scales)
+        scale_zero = torch.stack([scales, zeros], dim=-1).contiguous()  # [k/g, n, 2]
+        if device.startswith("cuda"):
+            packed_in = ((w[:, ::2] << 4) | w[:, 1::2]).to(torch.uint8).to(device)
+            packed = torch._convert_weight_to_int4pack(packed_in, 8)
+            xd, szd = x.to(device), scale_zero.to(device)
+
+            def run4() -> Any:
+                return torch._weight_int4pack_mm(xd, packed, group_size, szd)
+
+        else:
+            packed = torch._convert_weight_to_int4pack_for_cpu(w, 1)
+
+            def run4() -> Any:
+                return torch._weight_int4pack_mm_for_cpu(x, packed, group_size, scale_zero)
+
+        def ref4() -> Any:
+            # The kernel dequantises a nibble q as (q - 8) * scale + zero, per group of k.
+            s = scales.double().repeat_interleave(group_size, dim=0)  # [k, n]
+            dequant = (w.double().T - 8.0) * s
+            return x.double() @ dequant
+
+        return Kernel(run4, lambda: run4().double().cpu(), ref4)
+
+    raise ValueError(f"unknown precision {precision}")
+
+
+def _synchronize(device: str) -> Callable[[], None]:
+    import torch
+
+    if device.startswith("cuda"):
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def _is_oom(error: BaseException) -> bool:
+    return isinstance(error, MemoryError) or "out of memory" in str(error).lower()
+
+
+# ------------------------------------------------------------------------ the probe
+
+
+@probes.register("compute.gemm")
+class GemmProbe:
+    name: ClassVar[str] = "compute.gemm"
+    Args: ClassVar[type[BaseModel]] = GemmArgs
+
+    def metrics(self, args: BaseModel) -> dict[str, str]:
+        assert isinstance(args, GemmArgs)
+        names: dict[str, str] = {}
+        for p in args.precisions:
+            names[f"{p}.throughput"] = ops_unit(p)
+            names[f"{p}.percent_of_peak"] = "%"
+        names["verified_precisions"] = "count"
+        return names
+
+    def estimated_steps(self, args: BaseModel, quick: bool) -> int:
+        assert isinstance(args, GemmArgs)
+        return len(args.precisions) * (1 + max(len(v) for v in args.sizes.values()))
+
+    # ---------------------------------------------------------------- collect
+
+    def collect(self, ctx: CollectContext) -> list[str]:
+        import torch
+
+        args = ctx.args
+        assert isinstance(args, GemmArgs)
+        device = ctx.device
+        kind = "cuda" if device.startswith("cuda") else "cpu"
+        sizes = sorted(args.sizes.get(kind, []))
+        failures: list[str] = []
+        ctx.evidence.write_json("device.json", _device_facts(device))
+        if not sizes:
+            for p in args.precisions:
+                ctx.evidence.write_json(
+                    f"{p}.json",
+                    {"precision": p, "status": "unsupported",
+                     "reason": f"the suite gives no sizes for a {kind} device"},
+                )
+            return failures
+        sync = _synchronize(device)
+        for index, precision in enumerate(args.precisions):
+            seed = ctx.seed * 1000 + index
+            record: dict[str, Any] = {
+                "precision": precision,
+                "device": device,
+                "accumulation": ACCUMULATION[precision],
+                "seed": seed,
+            }
+            reason = unsupported_reason(precision, device)
+            if reason:
+                record.update(status="unsupported", reason=reason)
+                ctx.evidence.write_json(f"{precision}.json", record)
+                ctx.progress(f"{precision}: not supported")
+                continue
+            _tf32(precision == "tf32")
+            try:
+                ctx.progress(f"{precision}: correctness check")
+                record["check"] = _check(precision, args, device, seed)
+                record["sizes"] = self._sweep(ctx, precision, sizes, seed, sync)
+                record["status"] = "measured"
+            except Exception as error:  # a kernel the device claims but fails to run
+                record.update(status="error", reason=f"{type(error).__name__}: {error}")
+                failures.append(f"{precision}: {record['reason']}")
+            finally:
+                _tf32(False)
+                if device.startswith("cuda"):
+                    torch.cuda.empty_cache()
+            ctx.evidence.write_json(f"{precision}.json", record)
+        return failures
+
+    def _sweep(
+        self,
+        ctx: CollectContext,
+        precision: str,
+        sizes: list[int],
+        seed: int,
+        sync: Callable[[], None],
+    ) -> list[dict[str, Any]]:
+        args = ctx.args
+        assert isinstance(args, GemmArgs)
+        results: list[dict[str, Any]] = []
+        per_op_prev: tuple[int, float] | None = None  # (size, seconds per op)
+        for size in sizes:
+            ctx.progress(f"{precision}: {size}x{size}x{size}")
+            entry: dict[str, Any] = {"m": size, "n": size, "k": size, "ops_per_iter": 2 * size**3}
+            if per_op_prev is not None:
+                prev_size, prev_s = per_op_prev
+                estimate = prev_s * (size / prev_size) ** 3
+                planned = estimate * (args.warmup + args.repeats)
+                if planned > args.max_size_s:
+                    entry.update(
+                        status="skipped",
+                        reason=f"estimated {planned:.1f} s for warm-up and repeats exceeds "
+                        f"the {args.max_size_s:g} s budget per size",
+                    )
+                    results.append(entry)
+                    continue
+            try:
+                kernel = make_kernel(precision, size, ctx.device, seed, args.int4_group_size)
+                warm_s: list[float] = []
+                for _ in range(args.warmup):
+                    sync()
+                    t0 = time.perf_counter()
+                    kernel.run()
+                    sync()
+                    warm_s.append(time.perf_counter() - t0)
+                per_op = warm_s[-1]
+                iters = max(1, math.ceil(args.min_repeat_s / max(per_op, 1e-9)))
+                repeat_s: list[float] = []
+                run = kernel.run
+                for _ in range(args.repeats):
+                    sync()
+                    t0 = time.perf_counter()
+                    for _ in range(iters):
+                        run()
+                    sync()
+                    repeat_s.append(time.perf_counter() - t0)
+                del kernel, run
+            except Exception as error:
+                if not _is_oom(error):
+                    raise
+                entry.update(status="skipped", reason=f"out of memory: {error}")
+                results.append(entry)
+                break
+            entry.update(
+                status="measured", warmup_s=warm_s, iters=iters, repeat_s=repeat_s,
+            )
+            results.append(entry)
+            per_op_prev = (size, min(repeat_s) / iters)
+        return results
+
+    # ---------------------------------------------------------------- score
+
+    def score(self, evidence: EvidenceReader, ctx: ScoreContext) -> ScoreResult:
+        args = ctx.args
+        assert isinstance(args, GemmArgs)
+        device = evidence.read_json("device.json")
+        measurements: list[Measurement] = []
+        unmeasured: list[Unmeasured] = []
+        verified: dict[str, str] = {}
+        for precision in args.precisions:
+            record = evidence.read_json(f"{precision}.json")
+            unit = ops_unit(precision)
+            status = record.get("status")
+            if status != "measured":
+                reason = record.get("reason", "not measured")
+                verified[precision] = f"not run: {reason}"
+                for metric in (f"{precision}.throughput", f"{precision}.percent_of_peak"):
+                    unmeasured.append(Unmeasured(id=metric, reason=reason))
+                continue
+            check = record["check"]
+            if not check["passed"]:
+                reason = (
+                    f"result failed the correctness check: error {check['max_rel_err']:.3g} "
+                    f"(relative to max |reference|) > tolerance {check['tolerance']:.3g}"
+                )
+                verified[precision] = reason
+                for metric in (f"{precision}.throughput", f"{precision}.percent_of_peak"):
+                    unmeasured.append(Unmeasured(id=metric, reason=reason))
+                continue
+            verified[precision] = "ok"
+            best = _best_size(record["sizes"], ctx.confidence)
+            if best is None:
+                reason = "no size could be timed: " + "; ".join(
+                    f"{s['m']}: {s.get('reason', '')}" for s in record["sizes"]
+                )
+                for metric in (f"{precision}.throughput", f"{precision}.percent_of_peak"):
+                    unmeasured.append(Unmeasured(id=metric, reason=reason))
+                continue
+            size_entry, bounds = best
+            scale = convert(1.0, "OPS" if unit == "TOPS" else "FLOPS", unit)
+            per_size = {
+                str(s["m"]): (
+                    _median_rate(s) * scale if s["status"] == "measured" else s["reason"]
+                )
+                for s in record["sizes"]
+            }
+            repeats = len(size_entry["repeat_s"])
+            interval = Interval(
+                low=None if bounds.low is None else bounds.low * scale,
+                high=None if bounds.high is None else bounds.high * scale,
+                confidence=ctx.confidence,
+                method="one-sided distribution-free order-statistic bounds on the median repeat",
+                need=(
+                    ""
+                    if bounds.low is not None
+                    else f"need at least {bounds.min_n} timed repeats for a "
+                    f"{ctx.confidence:.0%} bound (have {repeats})"
+                ),
+            )
+            value = bounds.median * scale
+            details = {
+                "best_size": [size_entry["m"], size_entry["n"], size_entry["k"]],
+                "median_by_size": per_size,
+                "min": min(_rates(size_entry)) * scale,
+                "max": max(_rates(size_entry)) * scale,
+                "accumulation": record["accumulation"],
+                "correctness": check,
+                "device": device.get("name", record["device"]),
+            }
+            measurements.append(
+                Measurement(
+                    id=f"{precision}.throughput",
+                    value=value,
+                    unit=unit,
+                    n=size_entry["iters"] * repeats,
+                    repeats=repeats,
+                    ci=interval,
+                    method=(
+                        f"dense square GEMM sweep {sorted(int(k) for k in per_size)}; "
+                        f"best size by median of {repeats} timed repeats of "
+                        f"{size_entry['iters']} back-to-back GEMMs after {len(size_entry['warmup_s'])} "
+                        f"warm-ups, device synchronised; {ACCUMULATION[precision]}"
+                    ),
+                    details=details,
+                )
+            )
+            peak = nominal_peak(ctx.hardware, precision, device)
+            if peak is None:
+                unmeasured.append(
+                    Unmeasured(
+                        id=f"{precision}.percent_of_peak",
+                        reason="the system description gives no nominal peak for "
+                        f"{precision}" if ctx.hardware else "no system description for this SUT",
+                    )
+                )
+            else:
+                peak_value, peak_how = peak
+                ratio = 100.0 / peak_value
+                measurements.append(
+                    Measurement(
+                        id=f"{precision}.percent_of_peak",
+                        value=value * ratio,
+                        unit="%",
+                        n=size_entry["iters"] * repeats,
+                        repeats=repeats,
+                        ci=Interval(
+                            low=None if interval.low is None else interval.low * ratio,
+                            high=None if interval.high is None else interval.high * ratio,
+                            confidence=ctx.confidence,
+                            method=interval.method,
+                            need=interval.need,
+                        ),
+                        method=f"achieved {precision} throughput / nominal dense peak ({peak_how})",
+                        details={"nominal_peak": peak_value, "unit": unit},
+                    )
+                )
+        wanted = args.verify or list(args.precisions)
+        measurements.append(
+            Measurement(
+                id="verified_precisions",
+                value=float(sum(1 for p in wanted if verified.get(p) == "ok")),
+                unit="count",
+                n=len(wanted),
+                repeats=1,
+                method="precisions that executed on the device and matched a float64 reference "
+                f"within tolerance, out of {', '.join(wanted)}",
+                details={p: verified.get(p, "not requested") for p in wanted},
+            )
+        )
+        return ScoreResult(measurements, unmeasured)
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def _check(precision: str, args: GemmArgs, device: str, seed: int) -> dict[str, Any]:
+    import torch
+
+    size = args.check_size
+    kernel = make_kernel(precision, size, device, seed + 7919, args.int4_group_size)
+    got = kernel.output()
+    ref = kernel.reference()
+    scale = float(ref.abs().max())
+    max_abs = float((got - ref).abs().max())
+    finite = bool(torch.isfinite(got).all())
+    rel = max_abs / scale if scale > 0 else max_abs
+    tol = TOLERANCE[precision]
+    return {
+        "size": [size, size, size],
+        "reference": "float64 product of the same (rounded) inputs, on the CPU",
+        "max_abs_err": max_abs if finite else None,
+        "max_abs_reference": scale,
+        "max_rel_err": rel if finite else None,
+        "tolerance": tol,
+        "passed": finite and rel <= tol,
+    }
+
+
+def _rates(entry: dict[str, Any]) -> list[float]:
+    ops = entry["ops_per_iter"] * entry["iters"]
+    return [ops / s for s in entry["repeat_s"]]
+
+
+def _median_rate(entry: dict[str, Any]) -> float:
+    return statistics.median(_rates(entry))
+
+
+def _best_size(sizes: list[dict[str, Any]], confidence: float) -> Any:
+    measured = [s for s in sizes if s["status"] == "measured"]
+    if not measured:
+        return None
+    best = max(measured, key=_median_rate)
+    return best, median_bounds(_rates(best), confidence)
+
+
+def nominal_peak(
+    hardware: HardwareDescription | None, precision: str, device: dict[str, Any]
+) -> tuple[float, str] | None:
+    """The nominal dense peak in the precision's unit, and how it was derived."""
+    if hardware is None:
+        return None
+    unit = ops_unit(precision)
+    if precision in hardware.nominal_peak:
+        peak = hardware.nominal_peak[precision]
+        return convert(peak.value, peak.unit, unit), f"{peak.value:g} {peak.unit} per device"
+    per_cycle = hardware.peak_ops_per_core_cycle.get(precision)
+    if per_cycle and hardware.peak_clock_ghz and device.get("threads"):
+        cores = int(device["threads"])
+        raw = per_cycle * cores * hardware.peak_clock_ghz * 1e9
+        base = "OPS" if unit == "TOPS" else "FLOPS"
+        return (
+            convert(raw, base, unit),
+            f"{per_cycle:g} ops/core/cycle x {cores} cores x {hardware.peak_clock_ghz:g} GHz",
+        )
+    return None
+
+
+def _device_facts(device: str) -> dict[str, Any]:
+    import platform
+
+    import torch
+
+    facts: dict[str, Any] = {
+        "device": device,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+    if device.startswith("cuda"):
+        props = torch.cuda.get_device_properties(device)
+        facts.update(
+            name=props.name,
+            capability=list(torch.cuda.get_device_capability(device)),
+            multiprocessors=props.multi_processor_count,
+            memory_bytes=props.total_memory,
+            cuda=torch.version.cuda,
+            bf16_reduced_precision_reduction=bool(
+                torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction
+            ),
+            fp16_reduced_precision_reduction=bool(
+                torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction
+            ),
+        )
+    else:
+        facts.update(
+            name=_cpu_name() or platform.processor(),
+            cpu_capability=torch.backends.cpu.get_cpu_capability(),
+            mkldnn=bool(torch.backends.mkldnn.is_available()),
+        )
+    return facts
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""

@@ -1,0 +1,283 @@
+"""`harness run`: plan (validate every input first), collect evidence, evaluate, sign, render.
+
+Nothing is written until every input has been validated; the run directory is built under a
+staging name and renamed into place only when complete, so a failure never leaves a
+half-written report behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness import __version__, environment, hardware, jsonio, report, signing
+from harness import submissions as submissions_mod
+from harness import suites as suites_mod
+from harness.errors import BadInput
+from harness.evaluate import (
+    ENVIRONMENT_FILE,
+    HARDWARE_FILE,
+    OUTCOME_FILE,
+    RUN_FILE,
+    SUBMISSION_FILE,
+    SUITE_FILE,
+    TASKS_DIR,
+    Evaluation,
+    evaluate,
+)
+from harness.evidence import EvidenceWriter, digest_tree, sha256_file
+from harness.models import PREDICATE_TYPE, TaskOutcome
+from harness.probes.base import CollectContext
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+REPORTS_DIR = Path("reports")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    suite: str
+    submission: Path | None = None
+    datasets: dict[str, Path] = field(default_factory=dict)
+    out: Path | None = None
+    key: Path | None = None
+    quick: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    request: RunRequest
+    suite: suites_mod.LoadedSuite
+    submission: submissions_mod.LoadedSubmission
+    device: str
+    hardware_path: Path | None
+    key: signing.SigningKey
+    out: Path
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    evaluation: Evaluation
+    statement: dict[str, Any]
+    failures: list[str]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def plan(request: RunRequest, env: dict[str, Any]) -> Plan:
+    """Validate every input; raise BadInput before anything is written."""
+    suite_path = suites_mod.resolve(request.suite)
+    loaded = suites_mod.load(suite_path, request.quick)
+    submission = submissions_mod.load(request.submission, loaded.suite)
+    for name, path in request.datasets.items():
+        if name not in loaded.suite.datasets:
+            declared = ", ".join(loaded.suite.datasets) or "none"
+            raise BadInput("--dataset", name, f"suite {loaded.suite.id} declares no such dataset (it declares: {declared})")
+        if not path.exists():
+            raise BadInput(path, f"--dataset {name}", "file not found")
+    for name, spec in loaded.suite.datasets.items():
+        if spec.required and name not in request.datasets:
+            raise BadInput("--dataset", name, f"required by suite {loaded.suite.id}: {spec.description}")
+    try:
+        device = submission.adapter.resolve_device(submission.adapter_args)  # type: ignore[attr-defined]
+    except ValueError as error:
+        raise BadInput(request.submission or "(local default submission)", "sut.device", str(error)) from None
+    hardware_path = submission.hardware_path
+    if hardware_path is not None:
+        hardware.load(hardware_path)  # validate now
+    elif submission.path is None:
+        hardware_path = hardware.find_local(environment.match_facts(device, env))
+    key = signing.load_private(request.key) if request.key else signing.dry_run_key()
+    out = request.out
+    if out is None:
+        stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
+        out = REPORTS_DIR / f"{loaded.suite.id}-{stamp}"
+        suffix = 2
+        while out.exists():
+            out = REPORTS_DIR / f"{loaded.suite.id}-{stamp}-{suffix}"
+            suffix += 1
+    elif out.exists() and any(out.iterdir()):
+        raise BadInput(out, "--out", "exists and is not empty; choose a new run directory")
+    return Plan(request, loaded, submission, device, hardware_path, key, out)
+
+
+def _git_revision() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{rev}{'+dirty' if dirty else ''}" or None
+
+
+ProgressFactory = Callable[[int], Callable[[str], None]]
+
+
+def execute(p: Plan, env: dict[str, Any], progress: ProgressFactory | None = None) -> RunResult:
+    out = p.out
+    staging = out.with_name(f".{out.name}.partial")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    try:
+        result = _execute_into(p, env, staging, progress)
+        if out.exists():
+            out.rmdir()  # validated empty in plan()
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return RunResult(out, result.evaluation, result.statement, result.failures)
+
+
+def _execute_into(
+    p: Plan, env: dict[str, Any], run_dir: Path, progress: ProgressFactory | None
+) -> RunResult:
+    started = utc_now()
+    evidence_dir = run_dir / "evidence"
+    root = EvidenceWriter(evidence_dir)
+    root.write_bytes(SUITE_FILE, p.suite.path.read_bytes())
+    if p.submission.path is not None:
+        root.write_bytes(SUBMISSION_FILE, p.submission.path.read_bytes())
+    if p.hardware_path is not None:
+        root.write_bytes(HARDWARE_FILE, p.hardware_path.read_bytes())
+    root.write_json(ENVIRONMENT_FILE, env)
+
+    total = sum(t.probe.estimated_steps(t.args, p.request.quick) for t in p.suite.tasks)  # type: ignore[attr-defined]
+    step = progress(total) if progress else (lambda _m: None)
+    failures: list[str] = []
+    for task in p.suite.tasks:
+        writer = root.child(f"{TASKS_DIR}/{task.id}")
+        ctx = CollectContext(
+            task_id=task.id,
+            args=task.args,
+            sut=p.submission.submission.sut,
+            device=p.device,
+            seed=p.request.seed,
+            quick=p.request.quick,
+            evidence=writer,
+            progress=lambda message, _t=task.id: step(f"{_t}: {message}"),
+        )
+        try:
+            task_failures = task.probe.collect(ctx)  # type: ignore[attr-defined]
+            status = "partial" if task_failures else "ok"
+            reason = "; ".join(task_failures)
+        except Exception as error:  # the SUT or an instrument broke the whole task
+            status, reason = "failed", f"{type(error).__name__}: {error}"
+        if status != "ok":
+            failures.append(f"{task.id}: {reason}")
+        writer.write_json(
+            OUTCOME_FILE,
+            TaskOutcome(task=task.id, probe=task.probe_name, status=status, reason=reason).model_dump(),
+        )
+    finished = utc_now()
+    root.write_json(
+        RUN_FILE,
+        {
+            "seed": p.request.seed,
+            "quick": p.request.quick,
+            "device": p.device,
+            "started_utc": iso(started),
+            "finished_utc": iso(finished),
+            "datasets": {k: str(v) for k, v in sorted(p.request.datasets.items())},
+        },
+    )
+
+    evaluation = evaluate(evidence_dir)
+    statement = build_statement(p, env, evidence_dir, evaluation, started, finished)
+    jsonio.write(run_dir / "statement.json", statement)
+    jsonio.write(run_dir / "report.dsse.json", signing.sign(statement, p.key))
+    (run_dir / "report.md").write_text(report.render_markdown(statement), encoding="utf-8")
+    (run_dir / "report.html").write_text(report.render_html(statement), encoding="utf-8")
+    return RunResult(run_dir, evaluation, statement, failures)
+
+
+def build_statement(
+    p: Plan,
+    env: dict[str, Any],
+    evidence_dir: Path,
+    evaluation: Evaluation,
+    started: datetime,
+    finished: datetime,
+) -> dict[str, Any]:
+    suite = p.suite.suite
+    sub = p.submission.submission
+    if p.submission.path is None:
+        submission: dict[str, Any] = {"local_default": True, "sut": sub.sut.model_dump()}
+    else:
+        submission = {
+            "local_default": False,
+            "file": f"evidence/{SUBMISSION_FILE}",
+            "sha256": sha256_file(evidence_dir / SUBMISSION_FILE),
+            "applicant": sub.applicant,
+            "product": sub.product,
+            "sut": sub.sut.model_dump(),
+            "declared": {k: v.model_dump() for k, v in sub.declared.items()},
+        }
+    hw: dict[str, Any] | None = None
+    if p.hardware_path is not None:
+        desc = hardware.load(evidence_dir / HARDWARE_FILE)
+        hw = {
+            "file": f"evidence/{HARDWARE_FILE}",
+            "id": desc.id,
+            "name": desc.name,
+            "sha256": sha256_file(evidence_dir / HARDWARE_FILE),
+            "matched_automatically": p.submission.path is None,
+        }
+    predicate = {
+        "suite": {
+            "id": suite.id,
+            "version": suite.version,
+            "direction": suite.direction,
+            "title": suite.title,
+            "confidence": suite.confidence,
+            "file": f"evidence/{SUITE_FILE}",
+            "sha256": sha256_file(evidence_dir / SUITE_FILE),
+        },
+        "submission": submission,
+        "hardware": hw,
+        "harness": {"version": __version__, "git_revision": _git_revision(), "python": sys.version.split()[0]},
+        "run": {
+            "started_utc": iso(started),
+            "finished_utc": iso(finished),
+            "seed": p.request.seed,
+            "quick": p.request.quick,
+            "device": p.device,
+        },
+        "signer": {
+            "keyid": p.key.keyid,
+            "public_key": p.key.public_pem(),
+            "self_generated": p.key.self_generated,
+            "official": not p.key.self_generated,
+        },
+        "environment": env,
+        **evaluation.as_json(),
+    }
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [
+            {"name": name, "digest": {"sha256": digest}} for name, digest in digest_tree(evidence_dir)
+        ],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": predicate,
+    }

@@ -1,0 +1,144 @@
+"""Ed25519 keys and DSSE envelopes (securesystemslib) around an in-toto Statement."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from securesystemslib.dsse import Envelope
+from securesystemslib.signer import CryptoSigner, SSlibKey
+
+from harness.errors import BadInput, VerificationFailed
+
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+DRY_RUN_KEY_NAME = "dry-run"
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    private: Ed25519PrivateKey
+    path: Path
+    self_generated: bool
+
+    @property
+    def public(self) -> SSlibKey:
+        return SSlibKey.from_crypto(self.private.public_key())
+
+    @property
+    def keyid(self) -> str:
+        return self.public.keyid
+
+    def public_pem(self) -> str:
+        return public_pem(self.private.public_key())
+
+
+def public_pem(key: Ed25519PublicKey) -> str:
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def write_keypair(prefix: Path) -> tuple[Path, Path]:
+    """PREFIX.key (PKCS#8 PEM, mode 0600) and PREFIX.pub (SubjectPublicKeyInfo PEM)."""
+    private = Ed25519PrivateKey.generate()
+    key_path = prefix.with_name(prefix.name + ".key")
+    pub_path = prefix.with_name(prefix.name + ".pub")
+    for path in (key_path, pub_path):
+        if path.exists():
+            raise BadInput(path, None, "exists already; refusing to overwrite a key")
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    pub_path.write_text(public_pem(private.public_key()), encoding="utf-8")
+    return key_path, pub_path
+
+
+def load_private(path: Path, self_generated: bool = False) -> SigningKey:
+    if not path.is_file():
+        raise BadInput(path, None, "key file not found")
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (ValueError, TypeError) as error:
+        raise BadInput(path, None, f"not an unencrypted PEM private key: {error}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise BadInput(path, None, f"expected an Ed25519 key, got {type(key).__name__}")
+    return SigningKey(key, path, self_generated)
+
+
+def load_public(path: Path) -> SSlibKey:
+    if not path.is_file():
+        raise BadInput(path, None, "public key file not found")
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except (ValueError, TypeError) as error:
+        raise BadInput(path, None, f"not a PEM public key: {error}") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise BadInput(path, None, f"expected an Ed25519 key, got {type(key).__name__}")
+    return SSlibKey.from_crypto(key)
+
+
+def public_from_pem(pem: str) -> SSlibKey:
+    key = serialization.load_pem_public_key(pem.encode())
+    if not isinstance(key, Ed25519PublicKey):
+        raise VerificationFailed("the embedded public key is not an Ed25519 key")
+    return SSlibKey.from_crypto(key)
+
+
+def dry_run_key() -> SigningKey:
+    """The self-generated key for unofficial runs, created once in the user's config dir."""
+    prefix = Path(platformdirs.user_config_dir("harness")) / DRY_RUN_KEY_NAME
+    key_path = prefix.with_name(prefix.name + ".key")
+    if not key_path.exists():
+        write_keypair(prefix)
+    return load_private(key_path, self_generated=True)
+
+
+def sign(statement: dict[str, Any], key: SigningKey) -> dict[str, Any]:
+    payload = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
+    envelope = Envelope(payload=payload, payload_type=PAYLOAD_TYPE, signatures={})
+    envelope.sign(CryptoSigner(key.private))
+    return envelope.to_dict()
+
+
+def open_envelope(data: dict[str, Any], source: str) -> Envelope:
+    try:
+        envelope = Envelope.from_dict(data)
+    except Exception as error:
+        raise VerificationFailed(f"{source}: not a DSSE envelope: {error}") from None
+    if envelope.payload_type != PAYLOAD_TYPE:
+        raise VerificationFailed(f"{source}: payloadType is {envelope.payload_type!r}")
+    if not envelope.signatures:
+        raise VerificationFailed(f"{source}: carries no signature")
+    return envelope
+
+
+def verify(envelope: Envelope, key: SSlibKey, source: str) -> None:
+    try:
+        envelope.verify([key], 1)
+    except Exception:
+        ids = ", ".join(envelope.signatures)
+        raise VerificationFailed(
+            f"{source}: signature does not verify with key {key.keyid} (signed by {ids})"
+        ) from None
+
+
+def statement_of(envelope: Envelope, source: str) -> dict[str, Any]:
+    try:
+        statement = json.loads(envelope.payload)
+    except ValueError:
+        raise VerificationFailed(f"{source}: payload is not JSON") from None
+    if not isinstance(statement, dict):
+        raise VerificationFailed(f"{source}: payload is not an in-toto Statement")
+    return statement

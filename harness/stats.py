@@ -1,0 +1,84 @@
+"""Exact, distribution-free statistics used by every verdict."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from scipy import stats as _sp
+
+
+@dataclass(frozen=True)
+class MedianBounds:
+    median: float
+    low: float | None  # one-sided lower bound at `confidence`, None if n is too small
+    high: float | None  # one-sided upper bound at `confidence`
+    confidence: float
+    n: int
+    min_n: int  # the fewest samples that give a bound at this confidence
+
+
+def _binom_tail_ge(n: int, k: int) -> float:
+    """P(Binomial(n, 1/2) >= k), exactly."""
+    return sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n
+
+
+def min_samples_for_median_bound(confidence: float) -> int:
+    """Smallest n for which min(x) is a one-sided lower bound of the median at `confidence`."""
+    n = 1
+    while 1.0 - 0.5**n < confidence:
+        n += 1
+    return n
+
+
+def median_bounds(samples: Sequence[float], confidence: float) -> MedianBounds:
+    """Median with one-sided order-statistic bounds.
+
+    The k-th smallest of n samples lies below the population median with probability
+    P(Binomial(n, 1/2) >= k); the largest k for which that is at least `confidence`
+    gives the lower bound (symmetrically the upper one). No distribution is assumed.
+    """
+    if not samples:
+        raise ValueError("no samples")
+    xs = sorted(samples)
+    n = len(xs)
+    med = statistics.median(xs)
+    k = 0
+    for cand in range(1, n + 1):
+        if _binom_tail_ge(n, cand) >= confidence:
+            k = cand
+        else:
+            break
+    min_n = min_samples_for_median_bound(confidence)
+    if k == 0:
+        return MedianBounds(med, None, None, confidence, n, min_n)
+    return MedianBounds(med, xs[k - 1], xs[n - k], confidence, n, min_n)
+
+
+@dataclass(frozen=True)
+class RateBounds:
+    errors: int
+    trials: int
+    rate: float
+    upper: float  # one-sided Clopper-Pearson upper bound
+    lower: float  # one-sided Clopper-Pearson lower bound
+    confidence: float
+
+
+def clopper_pearson(errors: int, trials: int, confidence: float) -> RateBounds:
+    """Exact one-sided binomial bounds for an error rate."""
+    if trials <= 0:
+        raise ValueError("no trials")
+    if not 0 <= errors <= trials:
+        raise ValueError("errors must lie in [0, trials]")
+    alpha = 1.0 - confidence
+    upper = 1.0 if errors == trials else float(_sp.beta.ppf(1 - alpha, errors + 1, trials - errors))
+    lower = 0.0 if errors == 0 else float(_sp.beta.ppf(alpha, errors, trials - errors + 1))
+    return RateBounds(errors, trials, errors / trials, upper, lower, confidence)
+
+
+def trials_needed_zero_errors(max_rate: float, confidence: float) -> int:
+    """Trials with no error needed for the upper bound to fall below `max_rate`."""
+    return math.ceil(math.log(1.0 - confidence) / math.log(1.0 - max_rate))

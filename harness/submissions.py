@@ -1,0 +1,62 @@
+"""The applicant's submission: who, which suite, how to reach the SUT, declared targets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from harness import registry
+from harness.errors import BadInput
+from harness.loading import bad_input_from, load_model
+from harness.models import Submission, Suite, SutSpec
+
+LOCAL_DEFAULT = Submission(
+    applicant="(local dry run)",
+    product="(the machine the harness runs on)",
+    suite="",
+    sut=SutSpec(adapter="local"),
+)
+
+
+@dataclass(frozen=True)
+class LoadedSubmission:
+    path: Path | None  # None: the embedded local default
+    submission: Submission
+    adapter: object
+    adapter_args: BaseModel
+    hardware_path: Path | None
+
+
+def load(path: Path | None, suite: Suite) -> LoadedSubmission:
+    if path is None:
+        submission = LOCAL_DEFAULT.model_copy(update={"suite": suite.id})
+        source: str | Path = "(local default submission)"
+    else:
+        submission = load_model(path, Submission, "submission")
+        source = path
+        if submission.suite != suite.id:
+            raise BadInput(path, "suite", f"{submission.suite!r} does not match the suite run ({suite.id!r})")
+    indicator_ids = {ind.id for ind in suite.indicators}
+    for name, declared in submission.declared.items():
+        if name not in indicator_ids:
+            raise BadInput(source, f"declared.{name}", f"unknown indicator; {suite.id} has: {', '.join(sorted(indicator_ids))}")
+        if declared.target is None and declared.current is None:
+            raise BadInput(source, f"declared.{name}", "give at least one of current, target")
+    adapter_cls = registry.adapters.get(submission.sut.adapter)
+    if adapter_cls is None:
+        raise BadInput(source, "sut.adapter", f"unknown adapter {submission.sut.adapter!r}; known: {', '.join(registry.adapters.names())}")
+    try:
+        adapter_args = adapter_cls.Args.model_validate(submission.sut.model_dump())
+    except ValidationError as error:
+        raise bad_input_from(source, error, prefix="sut") from None
+    if submission.instruments:
+        raise BadInput(source, "instruments[0].kind", f"unknown instrument {submission.instruments[0].kind!r}; this version knows none")
+    hardware_path = None
+    if submission.hardware is not None:
+        assert path is not None
+        hardware_path = (path.parent / submission.hardware).resolve()
+        if not hardware_path.is_file():
+            raise BadInput(path, "hardware", f"file not found: {hardware_path}")
+    return LoadedSubmission(path, submission, adapter_cls(), adapter_args, hardware_path)
