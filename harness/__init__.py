@@ -1,7 +1,7 @@
 """harness: a third-party evaluation harness that runs real measurements and signs reports."""
 
 from harness.errors import BadInput, HarnessError, SutFailure, VerificationFailed
-from harness.models import Measurement, Suite, Submission, Verdict
+from harness.models import Measurement, Submission, Suite, Verdict
 
 __version__ = "0.1.0"
 
@@ -12,7 +12,7 @@ __all__ = [
     "Submission",
     "Suite",
     "SutFailure",
-    "VerificationFailed",
     "Verdict",
+    "VerificationFailed",
     "__version__",
 ]

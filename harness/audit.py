@@ -61,7 +61,9 @@ def _signed_predicate(run_dir: Path) -> dict[str, Any]:
         data = json.loads(envelope_path.read_text(encoding="utf-8"))
     except ValueError as error:
         raise BadInput(envelope_path, None, f"not JSON: {error}") from None
-    statement = signing.statement_of(signing.open_envelope(data, str(envelope_path)), str(envelope_path))
+    statement = signing.statement_of(
+        signing.open_envelope(data, str(envelope_path)), str(envelope_path)
+    )
     predicate = statement.get("predicate")
     if not isinstance(predicate, dict):
         raise BadInput(envelope_path, "predicate", "missing")

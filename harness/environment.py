@@ -74,7 +74,7 @@ def snapshot() -> dict[str, Any]:
         "python": {"version": platform.python_version(), "implementation": sys.implementation.name},
         "packages": _versions(),
         "gpus": gpus,
-        "nvml": "available" if not nvml_reason else nvml_reason,
+        "nvml": nvml_reason or "available",
     }
 
 

@@ -69,7 +69,9 @@ def evaluate(evidence_dir: Path) -> Evaluation:
         task_dir = f"{TASKS_DIR}/{task.id}"
         outcome_name = f"{task_dir}/{OUTCOME_FILE}"
         if not reader.exists(outcome_name):
-            raise BadInput(evidence_dir / outcome_name, None, "missing: the run did not finish this task")
+            raise BadInput(
+                evidence_dir / outcome_name, None, "missing: the run did not finish this task"
+            )
         outcome = TaskOutcome.model_validate(reader.read_json(outcome_name))
         outcomes.append(outcome)
         ctx = ScoreContext(task.id, task.args, loaded.suite.confidence, hardware)
@@ -77,11 +79,15 @@ def evaluate(evidence_dir: Path) -> Evaluation:
             result = task.probe.score(EvidenceReader(evidence_dir / task_dir), ctx)  # type: ignore[attr-defined]
         except (OSError, KeyError, ValueError, TypeError) as error:
             if outcome.status == "ok":
-                raise BadInput(evidence_dir / task_dir, None, f"evidence cannot be scored: {error}") from None
+                raise BadInput(
+                    evidence_dir / task_dir, None, f"evidence cannot be scored: {error}"
+                ) from None
             reason = f"task {task.id} failed: {outcome.reason}"
             unmeasured += [Unmeasured(id=m, reason=reason) for m in task.metric_units]
             continue
-        measurements += [m.model_copy(update={"id": f"{task.id}.{m.id}"}) for m in result.measurements]
+        measurements += [
+            m.model_copy(update={"id": f"{task.id}.{m.id}"}) for m in result.measurements
+        ]
         unmeasured += [u.model_copy(update={"id": f"{task.id}.{u.id}"}) for u in result.unmeasured]
 
     by_id = {m.id: m for m in measurements}

@@ -34,7 +34,10 @@ def judge_value(
     if exact:
         return "PASS", f"measured {value:.4g} {op} {target:g} (exact count)"
     if bound is None:
-        return "INCONCLUSIVE", f"measured {value:.4g} meets {op} {target:g}, but there is no confidence bound"
+        return (
+            "INCONCLUSIVE",
+            f"measured {value:.4g} meets {op} {target:g}, but there is no confidence bound",
+        )
     if meets(bound, target):
         return "PASS", f"confidence bound {bound:.4g} {op} {target:g}"
     return (
@@ -52,20 +55,36 @@ def judge(
 ) -> Verdict:
     declared_target = declared.target if declared else None
     flags: list[str] = []
-    if declared_target is not None and not stricter_or_equal(indicator.op, declared_target, indicator.target):
+    if declared_target is not None and not stricter_or_equal(
+        indicator.op, declared_target, indicator.target
+    ):
         flags.append(
             f"declared target {indicator.op} {declared_target:g} is weaker than the guide's "
             f"{indicator.op} {indicator.target:g}"
         )
-    base = {
-        "indicator": indicator.id,
-        "title": indicator.title,
-        "unit": indicator.unit,
-        "op": indicator.op,
-        "target": indicator.target,
-        "declared_target": declared_target,
-        "flags": flags,
-    }
+
+    def verdict(
+        status: Status,
+        value: float | None,
+        bound: float | None,
+        declared_status: Status | None,
+        reason: str,
+    ) -> Verdict:
+        return Verdict(
+            indicator=indicator.id,
+            title=indicator.title,
+            status=status,
+            value=value,
+            unit=indicator.unit,
+            op=indicator.op,
+            target=indicator.target,
+            declared_target=declared_target,
+            declared_status=declared_status,
+            bound=bound,
+            reason=reason,
+            flags=flags,
+        )
+
     if measurement is None:
         if indicator.pending:
             reason = indicator.pending
@@ -73,9 +92,7 @@ def judge(
             reason = unmeasured.reason
         else:
             reason = f"no measurement of {indicator.metric} in this run"
-        return Verdict(
-            **base, status="NOT_MEASURED", value=None, declared_status=None, bound=None, reason=reason
-        )
+        return verdict("NOT_MEASURED", None, None, None, reason)
     value = convert(measurement.value, measurement.unit, indicator.unit)
     ci = measurement.ci
     exact = ci is None
@@ -87,15 +104,10 @@ def judge(
     if status == "INCONCLUSIVE" and ci is not None and ci.need:
         reason = f"{reason}; {ci.need}"
     if ci is not None and bound is not None:
-        reason += f" ({ci.confidence:.0%} one-sided, n={measurement.n}, repeats={measurement.repeats})"
+        reason += (
+            f" ({ci.confidence:.0%} one-sided, n={measurement.n}, repeats={measurement.repeats})"
+        )
     declared_status: Status | None = None
     if declared_target is not None:
         declared_status, _ = judge_value(indicator.op, declared_target, value, bound, exact)
-    return Verdict(
-        **base,
-        status=status,
-        value=value,
-        declared_status=declared_status,
-        bound=bound,
-        reason=reason,
-    )
+    return verdict(status, value, bound, declared_status, reason)

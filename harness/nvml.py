@@ -3,6 +3,7 @@ here answers "unavailable" with the reason; nothing raises."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,10 +23,8 @@ def status() -> NvmlStatus:
         pynvml.nvmlInit()
     except Exception as error:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
         return NvmlStatus(False, f"no NVML here: {error}")
-    try:
+    with contextlib.suppress(Exception):
         pynvml.nvmlShutdown()
-    except Exception:
-        pass
     return NvmlStatus(True, "")
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from harness import __version__, environment, hardware, jsonio, report, signing
 from harness import submissions as submissions_mod
@@ -85,16 +85,24 @@ def plan(request: RunRequest, env: dict[str, Any]) -> Plan:
     for name, path in request.datasets.items():
         if name not in loaded.suite.datasets:
             declared = ", ".join(loaded.suite.datasets) or "none"
-            raise BadInput("--dataset", name, f"suite {loaded.suite.id} declares no such dataset (it declares: {declared})")
+            raise BadInput(
+                "--dataset",
+                name,
+                f"suite {loaded.suite.id} declares no such dataset (it declares: {declared})",
+            )
         if not path.exists():
             raise BadInput(path, f"--dataset {name}", "file not found")
     for name, spec in loaded.suite.datasets.items():
         if spec.required and name not in request.datasets:
-            raise BadInput("--dataset", name, f"required by suite {loaded.suite.id}: {spec.description}")
+            raise BadInput(
+                "--dataset", name, f"required by suite {loaded.suite.id}: {spec.description}"
+            )
     try:
         device = submission.adapter.resolve_device(submission.adapter_args)  # type: ignore[attr-defined]
     except ValueError as error:
-        raise BadInput(request.submission or "(local default submission)", "sut.device", str(error)) from None
+        raise BadInput(
+            request.submission or "(local default submission)", "sut.device", str(error)
+        ) from None
     hardware_path = submission.hardware_path
     if hardware_path is not None:
         hardware.load(hardware_path)  # validate now
@@ -119,11 +127,17 @@ def _git_revision() -> str | None:
     try:
         rev = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
@@ -131,6 +145,10 @@ def _git_revision() -> str | None:
 
 
 ProgressFactory = Callable[[int], Callable[[str], None]]
+
+
+def _prefixed(step: Callable[[str], None], prefix: str) -> Callable[[str], None]:
+    return lambda message: step(f"{prefix}: {message}")
 
 
 def execute(p: Plan, env: dict[str, Any], progress: ProgressFactory | None = None) -> RunResult:
@@ -164,7 +182,7 @@ def _execute_into(
     root.write_json(ENVIRONMENT_FILE, env)
 
     total = sum(t.probe.estimated_steps(t.args, p.request.quick) for t in p.suite.tasks)  # type: ignore[attr-defined]
-    step = progress(total) if progress else (lambda _m: None)
+    step: Callable[[str], None] = progress(total) if progress else (lambda _m: None)
     failures: list[str] = []
     for task in p.suite.tasks:
         writer = root.child(f"{TASKS_DIR}/{task.id}")
@@ -176,8 +194,9 @@ def _execute_into(
             seed=p.request.seed,
             quick=p.request.quick,
             evidence=writer,
-            progress=lambda message, _t=task.id: step(f"{_t}: {message}"),
+            progress=_prefixed(step, task.id),
         )
+        status: Literal["ok", "partial", "failed"]
         try:
             task_failures = task.probe.collect(ctx)  # type: ignore[attr-defined]
             status = "partial" if task_failures else "ok"
@@ -188,7 +207,9 @@ def _execute_into(
             failures.append(f"{task.id}: {reason}")
         writer.write_json(
             OUTCOME_FILE,
-            TaskOutcome(task=task.id, probe=task.probe_name, status=status, reason=reason).model_dump(),
+            TaskOutcome(
+                task=task.id, probe=task.probe_name, status=status, reason=reason
+            ).model_dump(),
         )
     finished = utc_now()
     root.write_json(
@@ -256,7 +277,11 @@ def build_statement(
         },
         "submission": submission,
         "hardware": hw,
-        "harness": {"version": __version__, "git_revision": _git_revision(), "python": sys.version.split()[0]},
+        "harness": {
+            "version": __version__,
+            "git_revision": _git_revision(),
+            "python": sys.version.split()[0],
+        },
         "run": {
             "started_utc": iso(started),
             "finished_utc": iso(finished),
@@ -276,7 +301,8 @@ def build_statement(
     return {
         "_type": STATEMENT_TYPE,
         "subject": [
-            {"name": name, "digest": {"sha256": digest}} for name, digest in digest_tree(evidence_dir)
+            {"name": name, "digest": {"sha256": digest}}
+            for name, digest in digest_tree(evidence_dir)
         ],
         "predicateType": PREDICATE_TYPE,
         "predicate": predicate,

@@ -37,22 +37,37 @@ def load(path: Path | None, suite: Suite) -> LoadedSubmission:
         submission = load_model(path, Submission, "submission")
         source = path
         if submission.suite != suite.id:
-            raise BadInput(path, "suite", f"{submission.suite!r} does not match the suite run ({suite.id!r})")
+            raise BadInput(
+                path, "suite", f"{submission.suite!r} does not match the suite run ({suite.id!r})"
+            )
     indicator_ids = {ind.id for ind in suite.indicators}
     for name, declared in submission.declared.items():
         if name not in indicator_ids:
-            raise BadInput(source, f"declared.{name}", f"unknown indicator; {suite.id} has: {', '.join(sorted(indicator_ids))}")
+            raise BadInput(
+                source,
+                f"declared.{name}",
+                f"unknown indicator; {suite.id} has: {', '.join(sorted(indicator_ids))}",
+            )
         if declared.target is None and declared.current is None:
             raise BadInput(source, f"declared.{name}", "give at least one of current, target")
     adapter_cls = registry.adapters.get(submission.sut.adapter)
     if adapter_cls is None:
-        raise BadInput(source, "sut.adapter", f"unknown adapter {submission.sut.adapter!r}; known: {', '.join(registry.adapters.names())}")
+        raise BadInput(
+            source,
+            "sut.adapter",
+            f"unknown adapter {submission.sut.adapter!r}; "
+            f"known: {', '.join(registry.adapters.names())}",
+        )
     try:
         adapter_args = adapter_cls.Args.model_validate(submission.sut.model_dump())
     except ValidationError as error:
         raise bad_input_from(source, error, prefix="sut") from None
     if submission.instruments:
-        raise BadInput(source, "instruments[0].kind", f"unknown instrument {submission.instruments[0].kind!r}; this version knows none")
+        raise BadInput(
+            source,
+            "instruments[0].kind",
+            f"unknown instrument {submission.instruments[0].kind!r}; this version knows none",
+        )
     hardware_path = None
     if submission.hardware is not None:
         assert path is not None

@@ -67,7 +67,9 @@ def bind(path: Path, suite: Suite, quick: bool) -> LoadedSuite:
         probe_cls = registry.probes.get(task.probe)
         if probe_cls is None:
             known = ", ".join(registry.probes.names())
-            raise BadInput(path, f"tasks[{i}].probe", f"unknown probe {task.probe!r}; known: {known}")
+            raise BadInput(
+                path, f"tasks[{i}].probe", f"unknown probe {task.probe!r}; known: {known}"
+            )
         probe = probe_cls()
         raw_args = task.effective_args(quick)
         try:

@@ -47,7 +47,9 @@ def convert(value: float, from_unit: str, to_unit: str) -> float:
     if src is None or dst is None:
         raise ValueError(f"unknown unit {from_unit if src is None else to_unit!r}")
     if src.dimension != dst.dimension:
-        raise ValueError(f"cannot convert {from_unit} ({src.dimension}) to {to_unit} ({dst.dimension})")
+        raise ValueError(
+            f"cannot convert {from_unit} ({src.dimension}) to {to_unit} ({dst.dimension})"
+        )
     return value * src.scale / dst.scale
 
 

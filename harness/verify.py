@@ -53,7 +53,9 @@ def verify(path: Path, pubkey: Path | None) -> VerifyResult:
             pem = statement["predicate"]["signer"]["public_key"]
             key = signing.public_from_pem(pem)
         except (KeyError, TypeError, ValueError):
-            raise VerificationFailed(f"{envelope_path}: no embedded public key; pass --pubkey") from None
+            raise VerificationFailed(
+                f"{envelope_path}: no embedded public key; pass --pubkey"
+            ) from None
         source = "embedded (self-asserted)"
         warnings.append(
             "the key is the one the report embeds (self-asserted): it proves integrity, not "

@@ -54,13 +54,14 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
-def verdict_table(verdicts: list[Verdict], measurements: dict[str, object]) -> Table:
-    table = Table("indicator", "target", "declared", "measured", "interval", "verdict", "reason")
+def verdict_table(verdicts: list[Verdict]) -> Table:
+    table = Table("indicator", "target", "declared", "measured", "bound", "verdict")
+    table.add_column("reason", overflow="ellipsis", no_wrap=True, max_width=60)
     for v in verdicts:
         style = STATUS_STYLE[v.status]
         declared = "-" if v.declared_target is None else f"{v.op} {v.declared_target:g}"
         measured = "-" if v.value is None else f"{v.value:.4g} {v.unit}"
-        interval = "-" if v.bound is None else f"bound {_fmt(v.bound)}"
+        interval = _fmt(v.bound)
         table.add_row(
             v.indicator,
             f"{v.op} {v.target:g} {v.unit}",
@@ -68,18 +69,30 @@ def verdict_table(verdicts: list[Verdict], measurements: dict[str, object]) -> T
             measured,
             interval,
             f"[{style}]{v.status}[/{style}]",
-            v.reason if len(v.reason) < 90 else v.reason[:87] + "...",
+            v.reason,
         )
     return table
 
 
 @click.command()
 @click.argument("suite")
-@click.option("--submission", type=click.Path(path_type=Path), help="submission YAML (default: this machine)")
-@click.option("--dataset", "datasets", multiple=True, metavar="NAME=PATH", help="a dataset the suite declares")
-@click.option("--out", type=click.Path(path_type=Path), help="run directory (default: reports/<suite>-<UTC time>)")
-@click.option("--key", type=click.Path(path_type=Path), help="Ed25519 private key (PEM) that signs the report")
-@click.option("--quick", is_flag=True, help="smaller sizes, fewer repeats (still real measurements)")
+@click.option(
+    "--submission", type=click.Path(path_type=Path), help="submission YAML (default: this machine)"
+)
+@click.option(
+    "--dataset", "datasets", multiple=True, metavar="NAME=PATH", help="a dataset the suite declares"
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="run directory (default: reports/<suite>-<UTC time>)",
+)
+@click.option(
+    "--key", type=click.Path(path_type=Path), help="Ed25519 private key (PEM) that signs the report"
+)
+@click.option(
+    "--quick", is_flag=True, help="smaller sizes, fewer repeats (still real measurements)"
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of every random input")
 def run(
     suite: str,
@@ -102,10 +115,12 @@ def run(
     with _progress_bar(err) as progress:
         result = execute(the_plan, env, progress)
     console = Console()
-    console.print(verdict_table(result.evaluation.verdicts, {}))
+    console.print(verdict_table(result.evaluation.verdicts))
     signer = result.statement["predicate"]["signer"]
     if signer["self_generated"]:
-        console.print("[yellow]UNOFFICIAL: signed with this machine's self-generated dry-run key[/yellow]")
+        console.print(
+            "[yellow]UNOFFICIAL: signed with this machine's self-generated dry-run key[/yellow]"
+        )
     console.print(f"report: {result.run_dir}/report.md  (key id {signer['keyid'][:16]}...)")
     for failure in result.failures:
         console.print(f"[red]failed:[/red] {failure}")

@@ -129,6 +129,7 @@ class Kernel:
     run: Callable[[], Any]
     output: Callable[[], Any]  # the result of one run, as float64 on the CPU
     reference: Callable[[], Any]  # the exact product of the inputs the kernel saw, float64
+    inputs: dict[str, Any]  # the operands as the kernel saw them (for independent checks)
 
 
 def _tf32(enabled: bool) -> None:
@@ -160,18 +161,15 @@ def make_kernel(precision: str, size: int, device: str, seed: int, group_size: i
         def run() -> Any:
             return torch.matmul(a, b, out=out)
 
-        if precision == "tf32":
-            # TF32 rounds the inputs inside the tensor core; the reference keeps the fp32
-            # inputs, so the check measures the real TF32 error against exact arithmetic.
-            pass
-
+        # TF32 rounds the inputs inside the tensor core; the reference keeps the fp32
+        # inputs, so the check measures the real TF32 error against exact arithmetic.
         def reference() -> Any:
             return a.double().cpu() @ b.double().cpu()
 
         def output() -> Any:
             return run().double().cpu()
 
-        return Kernel(run, output, reference)
+        return Kernel(run, output, reference, {"a": a, "b": b})
 
     if precision == "int8":
         a8 = torch.randint(-128, 128, (m, k), generator=gen, dtype=torch.int8).to(device)
@@ -183,7 +181,7 @@ def make_kernel(precision: str, size: int, device: str, seed: int, group_size: i
         def ref8() -> Any:
             return (a8.cpu().long() @ b8.cpu().long()).double()
 
-        return Kernel(run8, lambda: run8().double().cpu(), ref8)
+        return Kernel(run8, lambda: run8().double().cpu(), ref8, {"a": a8, "b": b8})
 
     if precision == "int4":
         if k % group_size:
@@ -213,7 +211,8 @@ def make_kernel(precision: str, size: int, device: str, seed: int, group_size: i
             dequant = (w.double().T - 8.0) * s
             return x.double() @ dequant
 
-        return Kernel(run4, lambda: run4().double().cpu(), ref4)
+        inputs = {"x": x, "w_nibbles": w, "scales": scales, "group_size": group_size}
+        return Kernel(run4, lambda: run4().double().cpu(), ref4, inputs)
 
     raise ValueError(f"unknown precision {precision}")
 
@@ -259,16 +258,19 @@ class GemmProbe:
         args = ctx.args
         assert isinstance(args, GemmArgs)
         device = ctx.device
-        kind = "cuda" if device.startswith("cuda") else "cpu"
-        sizes = sorted(args.sizes.get(kind, []))
+        kind: Literal["cpu", "cuda"] = "cuda" if device.startswith("cuda") else "cpu"
+        sizes = sorted(args.sizes.get(kind) or [])
         failures: list[str] = []
         ctx.evidence.write_json("device.json", _device_facts(device))
         if not sizes:
             for p in args.precisions:
                 ctx.evidence.write_json(
                     f"{p}.json",
-                    {"precision": p, "status": "unsupported",
-                     "reason": f"the suite gives no sizes for a {kind} device"},
+                    {
+                        "precision": p,
+                        "status": "unsupported",
+                        "reason": f"the suite gives no sizes for a {kind} device",
+                    },
                 )
             return failures
         sync = _synchronize(device)
@@ -357,7 +359,10 @@ class GemmProbe:
                 results.append(entry)
                 break
             entry.update(
-                status="measured", warmup_s=warm_s, iters=iters, repeat_s=repeat_s,
+                status="measured",
+                warmup_s=warm_s,
+                iters=iters,
+                repeat_s=repeat_s,
             )
             results.append(entry)
             per_op_prev = (size, min(repeat_s) / iters)
@@ -404,9 +409,7 @@ class GemmProbe:
             size_entry, bounds = best
             scale = convert(1.0, "OPS" if unit == "TOPS" else "FLOPS", unit)
             per_size = {
-                str(s["m"]): (
-                    _median_rate(s) * scale if s["status"] == "measured" else s["reason"]
-                )
+                str(s["m"]): (_median_rate(s) * scale if s["status"] == "measured" else s["reason"])
                 for s in record["sizes"]
             }
             repeats = len(size_entry["repeat_s"])
@@ -443,8 +446,9 @@ class GemmProbe:
                     method=(
                         f"dense square GEMM sweep {sorted(int(k) for k in per_size)}; "
                         f"best size by median of {repeats} timed repeats of "
-                        f"{size_entry['iters']} back-to-back GEMMs after {len(size_entry['warmup_s'])} "
-                        f"warm-ups, device synchronised; {ACCUMULATION[precision]}"
+                        f"{size_entry['iters']} back-to-back GEMMs after "
+                        f"{len(size_entry['warmup_s'])} warm-ups, device synchronised; "
+                        f"{ACCUMULATION[precision]}"
                     ),
                     details=details,
                 )
@@ -454,8 +458,9 @@ class GemmProbe:
                 unmeasured.append(
                     Unmeasured(
                         id=f"{precision}.percent_of_peak",
-                        reason="the system description gives no nominal peak for "
-                        f"{precision}" if ctx.hardware else "no system description for this SUT",
+                        reason=f"the system description gives no nominal peak for {precision}"
+                        if ctx.hardware
+                        else "no system description for this SUT",
                     )
                 )
             else:

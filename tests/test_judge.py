@@ -1,0 +1,79 @@
+"""Verdict rules, on numbers worked out by hand."""
+
+from __future__ import annotations
+
+from harness.judge import judge
+from harness.models import Declared, Indicator, Interval, Measurement, Unmeasured
+
+
+def _indicator(op: str = ">=", target: float = 32.0, pending: str | None = None) -> Indicator:
+    return Indicator(
+        id="fp32_tflops", title="FP32", metric="gemm.fp32.throughput", op=op,  # type: ignore[arg-type]
+        target=target, unit="TFLOPS", source="test", pending=pending,
+    )
+
+
+def _measure(value: float, low: float | None, high: float | None, unit: str = "TFLOPS") -> Measurement:
+    ci = Interval(low=low, high=high, confidence=0.95, method="m", need="" if low else "need at least 5 timed repeats")
+    return Measurement(id="gemm.fp32.throughput", value=value, unit=unit, n=50, repeats=5, ci=ci, method="m")
+
+
+def test_pass_needs_the_lower_bound_to_clear_the_target() -> None:
+    v = judge(_indicator(), _measure(40, 33, 45), None, None)
+    assert (v.status, v.bound) == ("PASS", 33)
+
+
+def test_median_above_but_bound_below_is_inconclusive() -> None:
+    v = judge(_indicator(), _measure(40, 30, 45), None, None)
+    assert v.status == "INCONCLUSIVE"
+    assert "30" in v.reason
+
+
+def test_too_few_repeats_says_how_many_are_needed() -> None:
+    v = judge(_indicator(), _measure(40, None, None), None, None)
+    assert v.status == "INCONCLUSIVE"
+    assert "need at least 5" in v.reason
+
+
+def test_point_estimate_below_target_fails() -> None:
+    assert judge(_indicator(), _measure(31, 30, 33), None, None).status == "FAIL"
+
+
+def test_units_are_converted_to_the_indicators() -> None:
+    # 40,000 GFLOPS = 40 TFLOPS, bound 33,000 GFLOPS = 33 TFLOPS
+    v = judge(_indicator(), _measure(40_000, 33_000, 45_000, unit="GFLOPS"), None, None)
+    assert (v.status, v.value, v.bound) == ("PASS", 40.0, 33.0)
+
+
+def test_upper_targets_use_the_upper_bound() -> None:
+    ind = Indicator(id="power", title="P", metric="p", op="<=", target=400, unit="W", source="t")
+    m = Measurement(
+        id="p", value=380, unit="W", n=100, repeats=10, method="m",
+        ci=Interval(low=370, high=410, confidence=0.95, method="m"),
+    )
+    v = judge(ind, m, None, None)
+    assert (v.status, v.bound) == ("INCONCLUSIVE", 410)
+    strict = Indicator(id="eff", title="E", metric="e", op=">", target=2, unit="TOPS/W", source="t")
+    exact = Measurement(id="e", value=2, unit="TOPS/W", n=1, repeats=1, method="m")
+    assert judge(strict, exact, None, None).status == "FAIL"  # 2 is not > 2
+
+
+def test_exact_counts_need_no_interval() -> None:
+    ind = Indicator(id="precisions", title="P", metric="c", op=">=", target=3, unit="count", source="t")
+    m = Measurement(id="c", value=3, unit="count", n=3, repeats=1, method="m")
+    assert judge(ind, m, None, None).status == "PASS"
+
+
+def test_not_measured_carries_the_reason() -> None:
+    v = judge(_indicator(), None, Unmeasured(id="gemm.fp32.throughput", reason="no TF32 unit"), None)
+    assert (v.status, v.reason) == ("NOT_MEASURED", "no TF32 unit")
+    pending = judge(_indicator(pending="arrives later"), None, None, None)
+    assert (pending.status, pending.reason) == ("NOT_MEASURED", "arrives later")
+
+
+def test_declared_targets_are_judged_and_weak_ones_flagged() -> None:
+    weak = judge(_indicator(), _measure(40, 33, 45), None, Declared(target=20))
+    assert weak.declared_target == 20 and weak.declared_status == "PASS"
+    assert weak.flags and "weaker" in weak.flags[0]
+    strong = judge(_indicator(), _measure(40, 33, 45), None, Declared(target=64))
+    assert strong.declared_status == "FAIL" and not strong.flags
