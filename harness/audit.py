@@ -78,6 +78,16 @@ def audit(run_dir: Path) -> AuditResult:
     differences = diff_sections(_signed_predicate(run_dir), recomputed)
     statement_file = run_dir / STATEMENT_FILE
     if statement_file.is_file():
-        on_disk = jsonio.read(statement_file).get("predicate", {})
-        differences += [f"{STATEMENT_FILE}: {d}" for d in diff_sections(on_disk, recomputed)]
+        try:
+            on_disk = jsonio.read(statement_file)
+        except (ValueError, UnicodeDecodeError) as error:
+            differences.append(f"{STATEMENT_FILE}: not readable JSON ({error})")
+        else:
+            predicate = on_disk.get("predicate") if isinstance(on_disk, dict) else None
+            if not isinstance(predicate, dict):
+                differences.append(f"{STATEMENT_FILE}: holds no predicate")
+            else:
+                differences += [
+                    f"{STATEMENT_FILE}: {d}" for d in diff_sections(predicate, recomputed)
+                ]
     return AuditResult(differences, {s: len(recomputed[s]) for s in COMPARED})

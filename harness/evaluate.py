@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import jsonio, suites
+from pydantic import ValidationError
+
+from harness import suites
 from harness.errors import BadInput
 from harness.evidence import EvidenceReader
 from harness.hardware import load as load_hardware
 from harness.judge import judge
-from harness.loading import load_model
+from harness.loading import bad_input_from, load_model
 from harness.models import (
     HardwareDescription,
     Measurement,
@@ -51,10 +53,21 @@ class Evaluation:
         }
 
 
+def _read_json(reader: EvidenceReader, name: str) -> Any:
+    if not reader.exists(name):
+        raise BadInput(reader.path(name), None, "missing from the evidence")
+    try:
+        return reader.read_json(name)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadInput(reader.path(name), None, f"not readable JSON: {error}") from None
+
+
 def evaluate(evidence_dir: Path) -> Evaluation:
     reader = EvidenceReader(evidence_dir)
-    run = reader.read_json(RUN_FILE)
-    loaded = suites.load(reader.path(SUITE_FILE), quick=bool(run["quick"]))
+    run = _read_json(reader, RUN_FILE)
+    if not isinstance(run, dict) or not isinstance(run.get("quick"), bool):
+        raise BadInput(reader.path(RUN_FILE), "quick", "expected true or false")
+    loaded = suites.load(reader.path(SUITE_FILE), quick=run["quick"])
     submission: Submission | None = None
     if reader.exists(SUBMISSION_FILE):
         submission = load_model(reader.path(SUBMISSION_FILE), Submission, "submission")
@@ -68,11 +81,10 @@ def evaluate(evidence_dir: Path) -> Evaluation:
     for task in loaded.tasks:
         task_dir = f"{TASKS_DIR}/{task.id}"
         outcome_name = f"{task_dir}/{OUTCOME_FILE}"
-        if not reader.exists(outcome_name):
-            raise BadInput(
-                evidence_dir / outcome_name, None, "missing: the run did not finish this task"
-            )
-        outcome = TaskOutcome.model_validate(reader.read_json(outcome_name))
+        try:
+            outcome = TaskOutcome.model_validate(_read_json(reader, outcome_name))
+        except ValidationError as error:
+            raise bad_input_from(reader.path(outcome_name), error) from None
         outcomes.append(outcome)
         ctx = ScoreContext(task.id, task.args, loaded.suite.confidence, hardware)
         try:
@@ -98,9 +110,3 @@ def evaluate(evidence_dir: Path) -> Evaluation:
         for ind in loaded.suite.indicators
     ]
     return Evaluation(outcomes, measurements, unmeasured, verdicts)
-
-
-def read_run(evidence_dir: Path) -> dict[str, Any]:
-    value = jsonio.read(evidence_dir / RUN_FILE)
-    assert isinstance(value, dict)
-    return value

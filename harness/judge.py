@@ -94,6 +94,9 @@ def judge(
             reason = f"no measurement of {indicator.metric} in this run"
         return verdict("NOT_MEASURED", None, None, None, reason)
     value = convert(measurement.value, measurement.unit, indicator.unit)
+    if measurement.invalid_reason:
+        reason = f"measured {value:.4g} cannot decide: {measurement.invalid_reason}"
+        return verdict("INCONCLUSIVE", value, None, None, reason)
     ci = measurement.ci
     exact = ci is None
     bound: float | None = None

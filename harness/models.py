@@ -167,6 +167,9 @@ class Measurement(Strict):
     ci: Interval | None = None
     method: str
     details: dict[str, Any] = Field(default_factory=dict)
+    # Set when the figure was measured but cannot decide a verdict (an instrument lost,
+    # samples that do not cover the window, a partial-domain instrument): INCONCLUSIVE.
+    invalid_reason: str = ""
 
     _check = field_validator("value")(_finite)
 

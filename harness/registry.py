@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 
 _BUILTIN_MODULES = {
-    "harness.probes": ["harness.probes.gemm"],
+    "harness.probes": ["harness.probes.gemm", "harness.probes.power"],
     "harness.adapters": ["harness.adapters"],
 }
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from harness import __version__, environment, hardware, jsonio, report, signing
+from harness import __version__, environment, hardware, instruments, jsonio, report, signing
 from harness import submissions as submissions_mod
 from harness import suites as suites_mod
 from harness.errors import BadInput
@@ -48,6 +48,7 @@ class RunRequest:
     key: Path | None = None
     quick: bool = False
     seed: int = 0
+    meter_logs: list[Path] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Plan:
     hardware_path: Path | None
     key: signing.SigningKey
     out: Path
+    instruments: list[Any]  # validated instrument specs, from the submission and --meter-log
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,18 @@ def plan(request: RunRequest, env: dict[str, Any]) -> Plan:
         hardware.load(hardware_path)  # validate now
     elif submission.path is None:
         hardware_path = hardware.find_local(environment.match_facts(device, env))
+    meter_logs = [
+        instruments.MeterLogSpec(name=f"wall-log-{i}" if i else "wall-log", path=path.resolve())
+        for i, path in enumerate(request.meter_logs)
+    ]
+    for log_spec in meter_logs:
+        log_spec.validate_files("--meter-log", str(log_spec.path))
+    configured = [*submission.instruments, *meter_logs]
+    names = [s.name for s in configured]
+    if len(set(names)) != len(names):
+        raise BadInput(
+            "--meter-log", None, "the submission already has an instrument named wall-log"
+        )
     key = signing.load_private(request.key) if request.key else signing.dry_run_key()
     out = request.out
     if out is None:
@@ -117,9 +131,9 @@ def plan(request: RunRequest, env: dict[str, Any]) -> Plan:
         while out.exists():
             out = REPORTS_DIR / f"{loaded.suite.id}-{stamp}-{suffix}"
             suffix += 1
-    elif out.exists() and any(out.iterdir()):
-        raise BadInput(out, "--out", "exists and is not empty; choose a new run directory")
-    return Plan(request, loaded, submission, device, hardware_path, key, out)
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BadInput(out, "--out", "exists and is not an empty directory; choose a new one")
+    return Plan(request, loaded, submission, device, hardware_path, key, out, configured)
 
 
 def _git_revision() -> str | None:
@@ -195,6 +209,7 @@ def _execute_into(
             quick=p.request.quick,
             evidence=writer,
             progress=_prefixed(step, task.id),
+            instruments=p.instruments,
         )
         status: Literal["ok", "partial", "failed"]
         try:

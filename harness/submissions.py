@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from harness import registry
+from harness import instruments, registry
 from harness.errors import BadInput
 from harness.loading import bad_input_from, load_model
 from harness.models import Submission, Suite, SutSpec
@@ -27,6 +28,7 @@ class LoadedSubmission:
     adapter: object
     adapter_args: BaseModel
     hardware_path: Path | None
+    instruments: list[Any]  # validated instrument specs (harness.instruments)
 
 
 def load(path: Path | None, suite: Suite) -> LoadedSubmission:
@@ -62,16 +64,15 @@ def load(path: Path | None, suite: Suite) -> LoadedSubmission:
         adapter_args = adapter_cls.Args.model_validate(submission.sut.model_dump())
     except ValidationError as error:
         raise bad_input_from(source, error, prefix="sut") from None
-    if submission.instruments:
-        raise BadInput(
-            source,
-            "instruments[0].kind",
-            f"unknown instrument {submission.instruments[0].kind!r}; this version knows none",
-        )
+    instrument_specs = instruments.parse(
+        submission.instruments, source, path.parent if path is not None else None
+    )
     hardware_path = None
     if submission.hardware is not None:
         assert path is not None
         hardware_path = (path.parent / submission.hardware).resolve()
         if not hardware_path.is_file():
             raise BadInput(path, "hardware", f"file not found: {hardware_path}")
-    return LoadedSubmission(path, submission, adapter_cls(), adapter_args, hardware_path)
+    return LoadedSubmission(
+        path, submission, adapter_cls(), adapter_args, hardware_path, instrument_specs
+    )

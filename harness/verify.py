@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from harness import signing
+from harness import jsonio, report, signing
 from harness.errors import BadInput, VerificationFailed
 from harness.evidence import sha256_file
 
 ENVELOPE_FILE = "report.dsse.json"
 STATEMENT_FILE = "statement.json"
+RENDERED: dict[str, Callable[[dict[str, Any]], str]] = {
+    "report.md": report.render_markdown,
+    "report.html": report.render_html,
+}
 
 
 @dataclass(frozen=True)
@@ -65,14 +71,18 @@ def verify(path: Path, pubkey: Path | None) -> VerifyResult:
 
     statement_file = run_dir / STATEMENT_FILE
     if statement_file.is_file():
-        try:
-            on_disk = json.loads(statement_file.read_text(encoding="utf-8"))
-        except ValueError:
-            raise VerificationFailed(f"{statement_file}: not JSON") from None
-        if on_disk != statement:
+        if statement_file.read_bytes() != jsonio.dumps(statement).encode("utf-8"):
             raise VerificationFailed(f"{statement_file}: differs from the signed statement")
     else:
         warnings.append(f"{STATEMENT_FILE} is absent; checked the signed payload only")
+    for name, render in RENDERED.items():
+        rendered = run_dir / name
+        if not rendered.is_file():
+            warnings.append(f"{name} is absent")
+        elif rendered.read_bytes() != render(statement).encode("utf-8"):
+            raise VerificationFailed(
+                f"{rendered}: differs from the report the signed statement renders"
+            )
 
     subjects = statement.get("subject")
     if not isinstance(subjects, list) or not subjects:

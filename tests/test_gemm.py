@@ -75,7 +75,11 @@ def _evidence(tmp_path: Path, sizes: list[dict[str, Any]], passed: bool = True) 
             "accumulation": "fp32",
             "seed": 0,
             "status": "measured",
-            "check": {"passed": passed, "max_rel_err": 0.5 if not passed else 1e-7, "tolerance": 1e-5},
+            "check": {
+                "passed": passed,
+                "max_rel_err": 0.5 if not passed else 1e-7,
+                "tolerance": 1e-5,
+            },
             "sizes": sizes,
         },
     )
@@ -84,8 +88,14 @@ def _evidence(tmp_path: Path, sizes: list[dict[str, Any]], passed: bool = True) 
 
 def _size(m: int, repeat_s: list[float], ops: float = 2e12) -> dict[str, Any]:
     return {
-        "m": m, "n": m, "k": m, "ops_per_iter": ops, "status": "measured",
-        "iters": 1, "warmup_s": [1.0], "repeat_s": repeat_s,
+        "m": m,
+        "n": m,
+        "k": m,
+        "ops_per_iter": ops,
+        "status": "measured",
+        "iters": 1,
+        "warmup_s": [1.0],
+        "repeat_s": repeat_s,
     }
 
 
@@ -118,8 +128,14 @@ def test_score_of_one_size_gives_order_statistic_bounds(tmp_path: Path) -> None:
 
 def test_percent_of_peak_uses_the_system_description(tmp_path: Path) -> None:
     hw = HardwareDescription.model_validate(
-        {"schema": "harness.hardware/v1", "id": "t", "name": "t", "kind": "cpu",
-         "peak_ops_per_core_cycle": {"fp32": 500}, "peak_clock_ghz": 4.0}
+        {
+            "schema": "harness.hardware/v1",
+            "id": "t",
+            "name": "t",
+            "kind": "cpu",
+            "peak_ops_per_core_cycle": {"fp32": 500},
+            "peak_clock_ghz": 4.0,
+        }
     )
     # peak = 500 x 2 threads x 4 GHz = 4 TFLOPS; measured 2/3 TFLOPS -> 16.67 %
     result = _score(_evidence(tmp_path, [_size(256, [1.0, 2.0, 3.0, 4.0, 5.0])]), hw)
@@ -143,8 +159,12 @@ def test_collect_then_score_on_this_cpu(tmp_path: Path) -> None:
     from harness.probes.base import CollectContext
 
     args = GemmArgs(
-        precisions=["fp32", "tf32", "int8"], sizes={"cpu": [64, 128]}, repeats=5, warmup=1,
-        min_repeat_s=0.005, check_size=64,
+        precisions=["fp32", "tf32", "int8"],
+        sizes={"cpu": [64, 128]},
+        repeats=5,
+        warmup=1,
+        min_repeat_s=0.005,
+        check_size=64,
     )
     ctx = CollectContext("gemm", args, SutSpec(), "cpu", 0, True, EvidenceWriter(tmp_path))
     assert GemmProbe().collect(ctx) == []

@@ -8,14 +8,30 @@ from harness.models import Declared, Indicator, Interval, Measurement, Unmeasure
 
 def _indicator(op: str = ">=", target: float = 32.0, pending: str | None = None) -> Indicator:
     return Indicator(
-        id="fp32_tflops", title="FP32", metric="gemm.fp32.throughput", op=op,  # type: ignore[arg-type]
-        target=target, unit="TFLOPS", source="test", pending=pending,
+        id="fp32_tflops",
+        title="FP32",
+        metric="gemm.fp32.throughput",
+        op=op,  # type: ignore[arg-type]
+        target=target,
+        unit="TFLOPS",
+        source="test",
+        pending=pending,
     )
 
 
-def _measure(value: float, low: float | None, high: float | None, unit: str = "TFLOPS") -> Measurement:
-    ci = Interval(low=low, high=high, confidence=0.95, method="m", need="" if low else "need at least 5 timed repeats")
-    return Measurement(id="gemm.fp32.throughput", value=value, unit=unit, n=50, repeats=5, ci=ci, method="m")
+def _measure(
+    value: float, low: float | None, high: float | None, unit: str = "TFLOPS"
+) -> Measurement:
+    ci = Interval(
+        low=low,
+        high=high,
+        confidence=0.95,
+        method="m",
+        need="" if low else "need at least 5 timed repeats",
+    )
+    return Measurement(
+        id="gemm.fp32.throughput", value=value, unit=unit, n=50, repeats=5, ci=ci, method="m"
+    )
 
 
 def test_pass_needs_the_lower_bound_to_clear_the_target() -> None:
@@ -48,7 +64,12 @@ def test_units_are_converted_to_the_indicators() -> None:
 def test_upper_targets_use_the_upper_bound() -> None:
     ind = Indicator(id="power", title="P", metric="p", op="<=", target=400, unit="W", source="t")
     m = Measurement(
-        id="p", value=380, unit="W", n=100, repeats=10, method="m",
+        id="p",
+        value=380,
+        unit="W",
+        n=100,
+        repeats=10,
+        method="m",
         ci=Interval(low=370, high=410, confidence=0.95, method="m"),
     )
     v = judge(ind, m, None, None)
@@ -59,13 +80,17 @@ def test_upper_targets_use_the_upper_bound() -> None:
 
 
 def test_exact_counts_need_no_interval() -> None:
-    ind = Indicator(id="precisions", title="P", metric="c", op=">=", target=3, unit="count", source="t")
+    ind = Indicator(
+        id="precisions", title="P", metric="c", op=">=", target=3, unit="count", source="t"
+    )
     m = Measurement(id="c", value=3, unit="count", n=3, repeats=1, method="m")
     assert judge(ind, m, None, None).status == "PASS"
 
 
 def test_not_measured_carries_the_reason() -> None:
-    v = judge(_indicator(), None, Unmeasured(id="gemm.fp32.throughput", reason="no TF32 unit"), None)
+    v = judge(
+        _indicator(), None, Unmeasured(id="gemm.fp32.throughput", reason="no TF32 unit"), None
+    )
     assert (v.status, v.reason) == ("NOT_MEASURED", "no TF32 unit")
     pending = judge(_indicator(pending="arrives later"), None, None, None)
     assert (pending.status, pending.reason) == ("NOT_MEASURED", "arrives later")
@@ -77,3 +102,19 @@ def test_declared_targets_are_judged_and_weak_ones_flagged() -> None:
     assert weak.flags and "weaker" in weak.flags[0]
     strong = judge(_indicator(), _measure(40, 33, 45), None, Declared(target=64))
     assert strong.declared_status == "FAIL" and not strong.flags
+
+
+def test_an_invalid_figure_is_inconclusive_even_when_it_misses() -> None:
+    ind = Indicator(id="power", title="P", metric="p", op="<=", target=400, unit="W", source="t")
+    m = Measurement(
+        id="p",
+        value=900,
+        unit="W",
+        n=10,
+        repeats=1,
+        method="m",
+        invalid_reason="meter connection lost after 3 samples",
+    )
+    v = judge(ind, m, None, None)
+    assert v.status == "INCONCLUSIVE"
+    assert "connection lost" in v.reason

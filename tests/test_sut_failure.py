@@ -39,8 +39,14 @@ class CrashingProbe:
 
     def score(self, evidence: EvidenceReader, ctx: ScoreContext) -> ScoreResult:
         done = evidence.read_json("finished.json")  # never written: the device was lost
-        return ScoreResult([Measurement(id="ops", value=done["ops"], unit="count", n=1,
-                                        repeats=1, method="count")], [])
+        return ScoreResult(
+            [
+                Measurement(
+                    id="ops", value=done["ops"], unit="count", n=1, repeats=1, method="count"
+                )
+            ],
+            [],
+        )
 
 
 if probes.get(CrashingProbe.name) is None:

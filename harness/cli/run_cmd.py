@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -55,23 +56,34 @@ def _fmt(value: float | None) -> str:
 
 
 def verdict_table(verdicts: list[Verdict]) -> Table:
-    table = Table("indicator", "target", "declared", "measured", "bound", "verdict")
-    table.add_column("reason", overflow="ellipsis", no_wrap=True, max_width=60)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("indicator", no_wrap=True)
+    table.add_column("target", overflow="fold")
+    table.add_column("declared", overflow="fold")
+    table.add_column("measured", overflow="fold")
+    table.add_column("bound", overflow="fold")
+    table.add_column("verdict", no_wrap=True)
     for v in verdicts:
         style = STATUS_STYLE[v.status]
         declared = "-" if v.declared_target is None else f"{v.op} {v.declared_target:g}"
         measured = "-" if v.value is None else f"{v.value:.4g} {v.unit}"
-        interval = _fmt(v.bound)
         table.add_row(
             v.indicator,
             f"{v.op} {v.target:g} {v.unit}",
             declared,
             measured,
-            interval,
+            _fmt(v.bound),
             f"[{style}]{v.status}[/{style}]",
-            v.reason,
         )
     return table
+
+
+def print_verdicts(console: Console, verdicts: list[Verdict]) -> None:
+    console.print(verdict_table(verdicts))
+    for v in verdicts:
+        console.print(f"[bold]{v.indicator}[/bold]: {v.reason}", highlight=False)
+        for flag in v.flags:
+            console.print(f"  [yellow]flag:[/yellow] {flag}", highlight=False)
 
 
 @click.command()
@@ -94,6 +106,13 @@ def verdict_table(verdicts: list[Verdict]) -> Table:
     "--quick", is_flag=True, help="smaller sizes, fewer repeats (still real measurements)"
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of every random input")
+@click.option(
+    "--meter-log",
+    "meter_logs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="CSV 'timestamp,watts' (ISO-8601 UTC) from a wall meter, judged over the timed window",
+)
 def run(
     suite: str,
     submission: Path | None,
@@ -102,9 +121,12 @@ def run(
     key: Path | None,
     quick: bool,
     seed: int,
+    meter_logs: tuple[Path, ...],
 ) -> None:
     """Run SUITE (an id or a YAML path) against a submission and write a signed report."""
-    request = RunRequest(suite, submission, _datasets(datasets), out, key, quick, seed)
+    request = RunRequest(
+        suite, submission, _datasets(datasets), out, key, quick, seed, list(meter_logs)
+    )
     env = environment.snapshot()
     the_plan = plan(request, env)
     err = Console(stderr=True)
@@ -115,13 +137,14 @@ def run(
     with _progress_bar(err) as progress:
         result = execute(the_plan, env, progress)
     console = Console()
-    console.print(verdict_table(result.evaluation.verdicts))
+    print_verdicts(console, result.evaluation.verdicts)
     signer = result.statement["predicate"]["signer"]
     if signer["self_generated"]:
         console.print(
             "[yellow]UNOFFICIAL: signed with this machine's self-generated dry-run key[/yellow]"
         )
-    console.print(f"report: {result.run_dir}/report.md  (key id {signer['keyid'][:16]}...)")
+    console.print(f"report: {result.run_dir}/report.md", highlight=False, soft_wrap=True)
+    console.print(f"signed by key {signer['keyid']}", highlight=False, soft_wrap=True)
     for failure in result.failures:
         console.print(f"[red]failed:[/red] {failure}")
     if result.failures:

@@ -11,7 +11,16 @@ from harness.errors import BadInput
 @click.command()
 def suites() -> None:
     """List the suites and their directions."""
-    table = Table("suite", "direction", "version", "title", "indicators")
+    table = Table()
+    table.add_column(
+        "suite",
+        no_wrap=True,
+        min_width=max((len(p.stem) for p in suites_mod.suite_files()), default=5),
+    )
+    table.add_column("direction", no_wrap=True)
+    table.add_column("version", no_wrap=True)
+    table.add_column("title", overflow="fold", ratio=1)
+    table.add_column("indicators", no_wrap=True)
     for path in suites_mod.suite_files():
         try:
             loaded = suites_mod.load(path, quick=False)

@@ -25,6 +25,7 @@ class CollectContext:
     quick: bool
     evidence: EvidenceWriter
     progress: Progress = field(default=lambda _message: None)
+    instruments: list[Any] = field(default_factory=list)  # validated instrument specs
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,178 @@
+"""Power instruments, registered by kind. A submission names its instruments
+(`instruments: [{kind: ptdaemon, host: ..., port: ...}]`); the local device's own sensors
+(NVML for a CUDA GPU, RAPL for a CPU) are added automatically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.errors import BadInput
+from harness.instruments.base import Instrument
+from harness.loading import bad_input_from
+from harness.models import InstrumentSpec
+from harness.registry import Registry
+
+specs: Registry[Any] = Registry("harness.instruments")
+
+
+class PlannedInstrument(Protocol):
+    """A validated instrument spec that can build fresh instrument instances."""
+
+    kind: ClassVar[str]
+    name: str
+
+    def unavailable_reason(self) -> str | None: ...
+
+    def build(self) -> Instrument: ...
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: ClassVar[str]
+    name: str = ""
+
+
+class Uncertainty(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    relative: float | None = Field(default=None, ge=0)
+    absolute_w: float | None = Field(default=None, ge=0)
+
+
+@specs.register("meter-log")
+class MeterLogSpec(_Spec):
+    kind: ClassVar[str] = "meter-log"
+    name: str = "wall-log"
+    path: Path
+    clock_offset_s: float = 0.0
+    uncertainty: Uncertainty = Field(default_factory=Uncertainty)
+
+    def unavailable_reason(self) -> str | None:
+        return None if self.path.is_file() else f"meter log {self.path} not found"
+
+    def build(self) -> Instrument:
+        from harness.instruments.meterlog import MeterLog
+
+        return MeterLog(
+            self.name,
+            self.path,
+            self.clock_offset_s,
+            self.uncertainty.relative,
+            self.uncertainty.absolute_w,
+        )
+
+    def validate_files(self, source: str | Path, where: str) -> None:
+        from harness.instruments.meterlog import read_log
+
+        if not self.path.is_file():
+            raise BadInput(source, f"{where}.path", f"meter log not found: {self.path}")
+        read_log(self.path)
+
+
+@specs.register("nvml")
+class NvmlSpec(_Spec):
+    """A GPU's board power and energy counter through NVML."""
+
+    kind: ClassVar[str] = "nvml"
+    index: int = Field(default=0, ge=0)
+    sample_period_s: float = Field(default=0.1, gt=0)
+
+    def model_post_init(self, context: Any) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", f"nvml-gpu{self.index}")
+
+    def unavailable_reason(self) -> str | None:
+        return self.build().unavailable_reason()
+
+    def build(self) -> Instrument:
+        from harness.instruments.nvml_power import NvmlPowerInstrument
+
+        return NvmlPowerInstrument(self.index, self.sample_period_s)
+
+
+@specs.register("rapl")
+class RaplSpec(_Spec):
+    """One RAPL zone (CPU package or DRAM) from the powercap sysfs tree."""
+
+    kind: ClassVar[str] = "rapl"
+    root: Path = Path("/sys/class/powercap")
+    zone: str = ""  # an instrument name from rapl_zones(); "" = every package and dram zone
+    sample_period_s: float = Field(default=0.1, gt=0)
+
+    def expand(self) -> list[RaplSpec]:
+        """One spec per zone; itself (to report why) when there is none."""
+        from harness.instruments.rapl import rapl_zones
+
+        if self.zone:
+            return [self]
+        zones = rapl_zones(self.root, self.sample_period_s)
+        if not zones:
+            return [self.model_copy(update={"name": self.name or "rapl"})]
+        return [self.model_copy(update={"zone": z.name, "name": z.name}) for z in zones]
+
+    def unavailable_reason(self) -> str | None:
+        from harness.instruments.rapl import RaplInstrument
+
+        if not self.zone:
+            return RaplInstrument(self.root, self.sample_period_s).unavailable_reason() or (
+                "no RAPL package or dram zone"
+            )
+        return self.build().unavailable_reason()
+
+    def build(self) -> Instrument:
+        from harness.instruments.rapl import rapl_zones
+
+        for zone in rapl_zones(self.root, self.sample_period_s):
+            if zone.name == self.zone:
+                return zone
+        raise BadInput(self.root, "zone", f"no RAPL zone named {self.zone!r}")
+
+
+def parse(raw: list[InstrumentSpec], source: str | Path, base_dir: Path | None) -> list[Any]:
+    """Validate a submission's instrument list; paths are relative to the submission file."""
+    out: list[Any] = []
+    for i, spec in enumerate(raw):
+        where = f"instruments[{i}]"
+        cls = specs.get(spec.kind)
+        if cls is None:
+            known = ", ".join(specs.names())
+            raise BadInput(
+                source, f"{where}.kind", f"unknown instrument {spec.kind!r}; known: {known}"
+            )
+        data = spec.model_dump()
+        data.pop("kind")
+        if "path" in data and base_dir is not None:
+            data["path"] = str((base_dir / str(data["path"])).resolve())
+        try:
+            parsed = cls.model_validate(data)
+        except ValidationError as error:
+            raise bad_input_from(source, error, prefix=where) from None
+        if hasattr(parsed, "validate_files"):
+            parsed.validate_files(source, where)
+        out.append(parsed)
+    names = [p.name for p in out]
+    for name in names:
+        if names.count(name) > 1:
+            raise BadInput(source, "instruments", f"two instruments are named {name!r}")
+    return out
+
+
+def _device_sensors(device: str) -> list[Any]:
+    """The sensors a local device has of its own: NVML for a CUDA GPU, RAPL for a CPU."""
+    if device.startswith("cuda"):
+        index = int(device.split(":")[1]) if ":" in device else 0
+        return [NvmlSpec(index=index)]
+    return [RaplSpec()]
+
+
+def plan(configured: list[Any], device: str) -> list[Any]:
+    """The configured instruments plus the device's own sensors (unless one of that kind is
+    configured already), RAPL expanded into one instrument per zone."""
+    kinds = {c.kind for c in configured}
+    chosen = [*configured, *(s for s in _device_sensors(device) if s.kind not in kinds)]
+    out: list[Any] = []
+    for spec in chosen:
+        out += spec.expand() if isinstance(spec, RaplSpec) else [spec]
+    return out

@@ -1,0 +1,406 @@
+"""`power.gemm_load`: typical power and operations per joule under a sustained GEMM load.
+
+collect: an idle interval with every instrument sampling, then the reference GEMM run
+back-to-back for a fixed duration with the instruments entered just before and left just
+after the timed window; the window, the operation count and every instrument's raw record
+go to the evidence.
+score: energy and average power per instrument over exactly that window (see
+`harness.power`), idle power over the idle window, TOPS/W from the same window's operations
+and energy. The figure that judges the suite's indicator comes from the first instrument of
+an allowed domain; a partial-domain instrument (NVML, RAPL) is labelled and cannot pass a
+wall-power indicator unless the suite allows its domain.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness import instruments as instruments_mod
+from harness.evidence import EvidenceReader
+from harness.models import Interval, Measurement, Unmeasured
+from harness.power import Window, WindowEnergy, uncertainty_bounds, window_energy
+from harness.probes.base import CollectContext, ScoreContext, ScoreResult
+from harness.probes.gemm import make_kernel, ops_unit, unsupported_reason
+from harness.registry import probes
+from harness.units import convert
+
+Domain = Literal["wall", "gpu-board", "cpu-package", "dram"]
+METRICS = ("typical_w", "idle_w", "energy_j", "tops_per_w", "throughput")
+
+
+def _wall_only() -> list[Domain]:
+    return ["wall"]
+
+
+class PowerArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    precision: Literal["fp32", "bf16", "fp16", "int8"] = "int8"
+    size: dict[Literal["cpu", "cuda"], int]
+    idle_s: float = Field(default=5.0, ge=0)
+    duration_s: float = Field(default=30.0, gt=0)
+    warmup_s: float = Field(default=2.0, ge=0)
+    basis: Literal["gross", "idle_subtracted"] = "gross"
+    allowed_domains: list[Domain] = Field(default_factory=_wall_only, min_length=1)
+
+
+@probes.register("power.gemm_load")
+class PowerProbe:
+    name: ClassVar[str] = "power.gemm_load"
+    Args: ClassVar[type[BaseModel]] = PowerArgs
+
+    def metrics(self, args: BaseModel) -> dict[str, str]:
+        assert isinstance(args, PowerArgs)
+        efficiency = "TOPS/W" if ops_unit(args.precision) == "TOPS" else "TFLOPS/W"
+        return {
+            "typical_w": "W",
+            "idle_w": "W",
+            "energy_j": "J",
+            "tops_per_w": efficiency,
+            "throughput": ops_unit(args.precision),
+        }
+
+    def estimated_steps(self, args: BaseModel, quick: bool) -> int:
+        return 3
+
+    # ---------------------------------------------------------------- collect
+
+    def collect(self, ctx: CollectContext) -> list[str]:
+        args = ctx.args
+        assert isinstance(args, PowerArgs)
+        kind: Literal["cpu", "cuda"] = "cuda" if ctx.device.startswith("cuda") else "cpu"
+        specs = instruments_mod.plan(ctx.instruments, ctx.device)
+        probe_reasons = {s.name: s.unavailable_reason() for s in specs}
+        usable = [s for s in specs if probe_reasons[s.name] is None]
+        plan_record: dict[str, Any] = {
+            "device": ctx.device,
+            "precision": args.precision,
+            "instruments": [
+                {"name": s.name, "kind": s.kind, "unavailable": probe_reasons[s.name]}
+                for s in specs
+            ],
+        }
+        size = args.size.get(kind)
+        reason = unsupported_reason(args.precision, ctx.device)
+        if size is None:
+            reason = f"the suite gives no load size for a {kind} device"
+        if not usable and reason is None:
+            reason = (
+                "no power instrument is available: "
+                + "; ".join(f"{name}: {why}" for name, why in probe_reasons.items())
+                if probe_reasons
+                else "no power instrument is configured for this SUT"
+            )
+        if reason is not None:
+            plan_record.update(status="not_run", reason=reason)
+            ctx.evidence.write_json("plan.json", plan_record)
+            return []
+        assert size is not None
+        plan_record["status"] = "run"
+        ctx.evidence.write_json("plan.json", plan_record)
+
+        kernel = make_kernel(args.precision, size, ctx.device, ctx.seed, 32)
+        sync = _synchronize(ctx.device)
+        failures: list[str] = []
+        ctx.progress(f"idle {args.idle_s:g} s")
+        idle_window, idle_records = _sample(usable, lambda: time.sleep(args.idle_s))
+
+        ctx.progress(f"warm-up {args.warmup_s:g} s")
+        warm_end = time.monotonic() + args.warmup_s
+        while time.monotonic() < warm_end:
+            kernel.run()
+        sync()
+        iterations = 0
+
+        def load() -> None:
+            nonlocal iterations
+            run = kernel.run
+            deadline = time.monotonic() + args.duration_s
+            while time.monotonic() < deadline:
+                run()
+                iterations += 1
+            sync()
+
+        ctx.progress(f"load {args.duration_s:g} s")
+        load_window, load_records = _sample(usable, load)
+        for name, record in {**idle_records, **load_records}.items():
+            if record.get("status") == "lost":
+                failures.append(f"instrument {name} lost: {record.get('reason', '')}")
+        for name, record in idle_records.items():
+            ctx.evidence.write_json(f"idle/{name}.json", record)
+        for name, record in load_records.items():
+            ctx.evidence.write_json(f"load/{name}.json", record)
+        ctx.evidence.write_json(
+            "window.json",
+            {
+                "idle": [idle_window.start_s, idle_window.end_s],
+                "load": [load_window.start_s, load_window.end_s],
+                "iterations": iterations,
+                "ops_per_iter": 2 * size**3,
+                "size": [size, size, size],
+                "precision": args.precision,
+            },
+        )
+        return sorted(set(failures))
+
+    # ---------------------------------------------------------------- score
+
+    def score(self, evidence: EvidenceReader, ctx: ScoreContext) -> ScoreResult:
+        args = ctx.args
+        assert isinstance(args, PowerArgs)
+        plan_record = evidence.read_json("plan.json")
+        if plan_record["status"] != "run":
+            reason = plan_record["reason"]
+            return ScoreResult([], [Unmeasured(id=m, reason=reason) for m in METRICS])
+        window_record = evidence.read_json("window.json")
+        idle = Window(*window_record["idle"])
+        load = Window(*window_record["load"])
+        ops = float(window_record["ops_per_iter"]) * int(window_record["iterations"])
+        unit = ops_unit(args.precision)
+        base_unit = "OPS" if unit == "TOPS" else "FLOPS"
+        names = [i["name"] for i in plan_record["instruments"] if i["unavailable"] is None]
+        per_instrument: list[tuple[WindowEnergy, WindowEnergy]] = [
+            (
+                window_energy(evidence.read_json(f"load/{name}.json"), load),
+                window_energy(evidence.read_json(f"idle/{name}.json"), idle),
+            )
+            for name in names
+        ]
+        measurements: list[Measurement] = [
+            Measurement(
+                id="throughput",
+                value=convert(ops / load.duration_s, base_unit, unit),
+                unit=unit,
+                n=int(window_record["iterations"]),
+                repeats=1,
+                method=f"{args.precision} GEMM {window_record['size']} run back-to-back for "
+                f"{load.duration_s:.3f} s: operations / window",
+            )
+        ]
+        for gross, idle_energy in per_instrument:
+            measurements += _instrument_measurements(gross, idle_energy, load)
+        chosen = _judging_instrument(per_instrument, args.allowed_domains)
+        if chosen is None:
+            why = [f"{g.instrument}: {g.problem}" for g, _ in per_instrument] + [
+                f"{i['name']}: {i['unavailable']}"
+                for i in plan_record["instruments"]
+                if i["unavailable"] is not None
+            ]
+            reason = "no instrument recorded power over the window: " + "; ".join(why)
+            return ScoreResult(measurements, [Unmeasured(id=m, reason=reason) for m in METRICS[:4]])
+        gross, idle_energy = chosen
+        measurements += _headline(gross, idle_energy, args, ops, unit, load, ctx.confidence)
+        return ScoreResult(measurements, [])
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def _synchronize(device: str) -> Any:
+    import torch
+
+    if device.startswith("cuda"):
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def _sample(
+    specs: list[instruments_mod.PlannedInstrument], body: Any
+) -> tuple[Window, dict[str, dict[str, Any]]]:
+    """Enter every instrument, time `body` exactly, leave them; their raw records."""
+    built = [spec.build() for spec in specs]
+    with ExitStack() as stack:
+        for instrument in built:
+            stack.enter_context(instrument)
+        start = time.monotonic()
+        body()
+        end = time.monotonic()
+    return Window(start, end), {inst.name: inst.record() for inst in built}
+
+
+def _judging_instrument(
+    per_instrument: list[tuple[WindowEnergy, WindowEnergy]], allowed: Sequence[str]
+) -> tuple[WindowEnergy, WindowEnergy] | None:
+    usable = [p for p in per_instrument if p[0].average_w is not None]
+    for domain in allowed:
+        for pair in usable:
+            if pair[0].domain == domain:
+                return pair
+    return usable[0] if usable else None
+
+
+def _label(energy: WindowEnergy) -> str:
+    partial = " (partial domain)" if energy.partial_domain else ""
+    return (
+        f"{energy.instrument}: {energy.kind}, {energy.domain}{partial}, {energy.source}, "
+        f"sample period {energy.sample_period_s:g} s ({energy.samples_in_window} samples in "
+        f"the window, coverage {energy.coverage:.0%}), uncertainty {_uncertainty_text(energy)}"
+    )
+
+
+def _uncertainty_text(energy: WindowEnergy) -> str:
+    parts = []
+    if energy.relative_uncertainty is not None:
+        parts.append(f"±{energy.relative_uncertainty:.2%}")
+    if energy.absolute_uncertainty_w is not None:
+        parts.append(f"±{energy.absolute_uncertainty_w:g} W")
+    stated = " ".join(parts) or "not stated"
+    return f"{stated} ({energy.uncertainty_source})"
+
+
+def _details(energy: WindowEnergy) -> dict[str, Any]:
+    return {
+        "instrument": energy.instrument,
+        "kind": energy.kind,
+        "domain": energy.domain,
+        "partial_domain": energy.partial_domain,
+        "source": energy.source,
+        "sample_period_s": energy.sample_period_s,
+        "samples_in_window": energy.samples_in_window,
+        "expected_samples": energy.expected_samples,
+        "coverage": energy.coverage,
+        "max_gap_s": energy.max_gap_s,
+        "uncertainty": _uncertainty_text(energy),
+        "problem": energy.problem,
+    }
+
+
+def _instrument_measurements(
+    gross: WindowEnergy, idle: WindowEnergy, window: Window
+) -> list[Measurement]:
+    out = []
+    prefix = gross.instrument
+    if gross.average_w is not None and gross.energy_j is not None:
+        out.append(
+            Measurement(
+                id=f"{prefix}.load_w",
+                value=gross.average_w,
+                unit="W",
+                n=gross.samples_in_window,
+                repeats=1,
+                method=f"average power over the {window.duration_s:.3f} s load window; "
+                + _label(gross),
+                details=_details(gross),
+                invalid_reason=gross.problem,
+            )
+        )
+    if idle.average_w is not None:
+        out.append(
+            Measurement(
+                id=f"{prefix}.idle_w",
+                value=idle.average_w,
+                unit="W",
+                n=idle.samples_in_window,
+                repeats=1,
+                method="average power over the idle window before the load; " + _label(idle),
+                details=_details(idle),
+                invalid_reason=idle.problem,
+            )
+        )
+    return out
+
+
+def _interval(value: float, energy: WindowEnergy, confidence: float) -> Interval | None:
+    bounds = uncertainty_bounds(value, energy)
+    if bounds is None:
+        return Interval(
+            low=None,
+            high=None,
+            confidence=confidence,
+            method="instrument's stated uncertainty",
+            need="the instrument states no uncertainty: give the meter's accuracy to judge",
+        )
+    return Interval(
+        low=bounds[0],
+        high=bounds[1],
+        confidence=confidence,
+        method="the instrument's stated uncertainty (worst case)",
+    )
+
+
+def _headline(
+    gross: WindowEnergy,
+    idle: WindowEnergy,
+    args: PowerArgs,
+    ops: float,
+    unit: str,
+    window: Window,
+    confidence: float,
+) -> list[Measurement]:
+    assert gross.average_w is not None and gross.energy_j is not None
+    problems = [p for p in (gross.problem,) if p]
+    if gross.domain not in args.allowed_domains:
+        problems.append(
+            f"{gross.instrument} measures {gross.domain}"
+            f"{' (a partial domain)' if gross.partial_domain else ''}; this indicator needs "
+            f"{' or '.join(args.allowed_domains)}"
+        )
+    if args.basis == "idle_subtracted" and idle.problem:
+        problems.append(f"idle: {idle.problem}")
+    invalid = "; ".join(problems)
+    idle_w = idle.average_w if idle.average_w is not None else 0.0
+    typical = gross.average_w - (idle_w if args.basis == "idle_subtracted" else 0.0)
+    basis_text = "gross" if args.basis == "gross" else f"idle-subtracted (idle {idle_w:.4g} W)"
+    ci = _interval(typical, gross, confidence)
+    energy_bounds = uncertainty_bounds(gross.energy_j, gross) if ci and ci.low is not None else None
+    tera = convert(1.0, "TOPS", "OPS")
+    efficiency = ops / tera / gross.energy_j
+    eff_ci = Interval(
+        low=None if energy_bounds is None else ops / tera / energy_bounds[1],
+        high=None if energy_bounds is None else ops / tera / energy_bounds[0],
+        confidence=confidence,
+        method="operations in the window / energy bounds from the stated uncertainty",
+        need="" if energy_bounds else "the instrument states no uncertainty",
+    )
+    label = _label(gross)
+    details = _details(gross)
+    return [
+        Measurement(
+            id="typical_w",
+            value=typical,
+            unit="W",
+            n=gross.samples_in_window,
+            repeats=1,
+            ci=ci,
+            method=f"{basis_text} average power over the {window.duration_s:.3f} s load window; "
+            + label,
+            details={**details, "gross_w": gross.average_w, "idle_w": idle.average_w},
+            invalid_reason=invalid,
+        ),
+        Measurement(
+            id="idle_w",
+            value=idle_w,
+            unit="W",
+            n=idle.samples_in_window,
+            repeats=1,
+            method="average power over the idle window; " + _label(idle),
+            details=_details(idle),
+            invalid_reason=idle.problem,
+        ),
+        Measurement(
+            id="energy_j",
+            value=gross.energy_j,
+            unit="J",
+            n=gross.samples_in_window,
+            repeats=1,
+            method="energy over the load window; " + label,
+            details=details,
+            invalid_reason=invalid,
+        ),
+        Measurement(
+            id="tops_per_w",
+            value=efficiency,
+            unit="TOPS/W" if unit == "TOPS" else "TFLOPS/W",
+            n=gross.samples_in_window,
+            repeats=1,
+            ci=eff_ci,
+            method=f"operations completed in the load window / gross energy over the same "
+            f"window; {label}",
+            details=details,
+            invalid_reason=invalid,
+        ),
+    ]

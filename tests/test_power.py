@@ -1,0 +1,236 @@
+"""Energy over a window from instrument records, on numbers worked out by hand, and the
+meter-log import end to end."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.errors import BadInput
+from harness.instruments.meterlog import read_log
+from harness.power import Window, integrate_power, unwrap_counter, window_energy
+
+
+def _record(**overrides: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "name": "m",
+        "kind": "ptdaemon",
+        "domain": "wall",
+        "partial_domain": False,
+        "sample_period_s": 1.0,
+        "uncertainty": {"relative": 0.01, "absolute_w": 0.5, "source": "test"},
+        "clock": {"monotonic_s": 100.0, "utc": "2026-01-01T00:00:00.000000Z"},
+        "status": "ok",
+        "reason": "",
+        "power_samples": [],
+        "energy_counter": None,
+        "extra": {},
+    }
+    record.update(overrides)
+    return record
+
+
+def test_trapezoid_with_interpolated_edges() -> None:
+    # power rises linearly 100 W at t=0 to 200 W at t=10: over [2.5, 7.5] the mean is
+    # 150 W, so 5 s x 150 W = 750 J exactly (the trapezoid rule is exact on a line).
+    samples = [(float(t), 100.0 + 10.0 * t) for t in range(11)]
+    assert integrate_power(samples, Window(2.5, 7.5)) == pytest.approx(750.0)
+
+
+def test_square_wave_energy() -> None:
+    # 100 W for t in [0, 5), 300 W from t=5 on, sampled every 0.5 s. The window [1, 9]:
+    # exact energy 4 s x 100 + 4 s x 300 = 1600 J; the trapezoid smears the step over one
+    # sample period, costing at most (300 - 100) x 0.5 / 2 = 50 J.
+    samples = [(t / 2, 100.0 if t / 2 < 5 else 300.0) for t in range(21)]
+    assert abs(integrate_power(samples, Window(1.0, 9.0)) - 1600.0) <= 50.0
+
+
+def test_counter_interpolated_to_the_window_and_unwrapped() -> None:
+    # a uJ counter wrapping at 1,000,000: 900,000 -> 100,000 is one wrap (+200,000).
+    readings = [[0.0, 800_000], [1.0, 900_000], [2.0, 100_000], [3.0, 300_000]]
+    assert unwrap_counter(readings, 1_000_000)[-1] == (3.0, 1_300_000.0)
+    record = _record(
+        kind="rapl",
+        domain="cpu-package",
+        partial_domain=True,
+        sample_period_s=1.0,
+        energy_counter={"unit": "uJ", "max": 1_000_000, "readings": readings},
+    )
+    # window [0.5, 2.5]: counter 850,000 -> 1,200,000 = 350,000 uJ = 0.35 J over 2 s
+    got = window_energy(record, Window(0.5, 2.5))
+    assert got.energy_j == pytest.approx(0.35)
+    assert got.average_w == pytest.approx(0.175)
+    assert got.source.startswith("energy counter")
+
+
+def test_coverage_and_gaps_are_checked() -> None:
+    full = [[float(t), 50.0] for t in range(0, 11)]
+    assert window_energy(_record(power_samples=full), Window(0.0, 10.0)).problem == ""
+    holes = [s for s in full if s[0] not in (4.0, 5.0, 6.0)]
+    got = window_energy(_record(power_samples=holes), Window(0.0, 10.0))
+    assert "coverage" in got.problem and "gap" in got.problem
+    assert got.average_w == pytest.approx(50.0)  # still measured, but flagged
+
+
+def test_a_lost_instrument_is_flagged_and_partial_samples_are_labelled() -> None:
+    half = [[float(t), 80.0] for t in range(0, 6)]
+    got = window_energy(
+        _record(power_samples=half, status="lost", reason="connection reset"), Window(0.0, 10.0)
+    )
+    assert "connection reset" in got.problem
+    assert "cover only" in got.problem
+    assert got.average_w == pytest.approx(80.0)
+    nothing = window_energy(_record(power_samples=[]), Window(0.0, 10.0))
+    assert nothing.energy_j is None and nothing.average_w is None
+
+
+def test_meter_log_samples_follow_the_clock_mapping_and_offset() -> None:
+    # the meter's clock runs 2 s ahead of ours: its 00:00:12 is our 00:00:10 = mono 110.
+    stamps = [
+        ((datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=s)).isoformat(), 10.0 * s)
+        for s in range(5, 20)
+    ]
+    record = _record(
+        kind="meter-log",
+        extra={
+            "utc_samples": [[t.replace("+00:00", "Z"), w] for t, w in stamps],
+            "clock_offset_s": 2.0,
+        },
+    )
+    # over mono [105, 107] = meter seconds 7..9, power 70..90 W: mean 80 W
+    got = window_energy(record, Window(105.0, 107.0))
+    assert got.average_w == pytest.approx(80.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("time,watts\n2026-01-01T00:00:00Z,1\n2026-01-01T00:00:01Z,1\n", "line 1"),
+        ("timestamp,watts\n2026-01-01T00:00:00Z,1\nyesterday,1\n", "line 3: timestamp"),
+        ("timestamp,watts\n2026-01-01T00:00:00Z,1\n2026-01-01T00:00:01Z,nan\n", "line 3: watts"),
+        ("timestamp,watts\n2026-01-01T00:00:00Z,1\n2026-01-01T00:00:01,1\n", "line 3: timestamp"),
+        ("timestamp,watts\n2026-01-01T00:00:01Z,1\n2026-01-01T00:00:00Z,1\n", "line 3: timestamp"),
+        ("timestamp,watts\n2026-01-01T00:00:00Z,-5\n2026-01-01T00:00:01Z,1\n", "line 2: watts"),
+        ("timestamp,watts\n2026-01-01T00:00:00Z,1\n", None),
+    ],
+)
+def test_bad_meter_logs_name_the_line(tmp_path: Path, text: str, field: str | None) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text(text)
+    with pytest.raises(BadInput) as info:
+        read_log(path)
+    assert info.value.field == field
+    assert str(path) in str(info.value)
+
+
+def _write_meter_log(path: Path, watts: float, period_s: float = 0.1) -> None:
+    now = datetime.now(UTC)
+    lines = ["timestamp,watts"]
+    for i in range(int(-30 / period_s), int(120 / period_s)):
+        stamp = (now + timedelta(seconds=i * period_s)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        lines.append(f"{stamp},{watts}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+POWER_SUITE = """\
+schema: harness.suite/v1
+id: power-test
+version: 0.0.1
+direction: D02
+title: power from a meter log
+source: test
+tasks:
+  - id: power
+    probe: power.gemm_load
+    args: {precision: int8, size: {cpu: 128, cuda: 1024}, idle_s: 0.5, warmup_s: 0.1,
+           duration_s: 1.0, allowed_domains: [wall]}
+indicators:
+  - {id: typical_power_w, title: typical power, metric: power.typical_w, op: "<=", target: 16,
+     unit: W, source: t}
+  - {id: int8_tops_per_w, title: efficiency, metric: power.tops_per_w, op: ">", target: 2,
+     unit: TOPS/W, source: t}
+"""
+
+
+def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    from harness.cli import main
+
+    monkeypatch.setattr("sys.argv", ["harness", *argv])
+    with pytest.raises(SystemExit) as info:
+        main()
+    return int(info.value.code or 0)
+
+
+def test_meter_log_judges_typical_power_and_tops_per_watt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    (tmp_path / "suite.yaml").write_text(POWER_SUITE)
+    log = tmp_path / "wall.csv"
+    _write_meter_log(log, 12.5)
+    submission = tmp_path / "submission.yaml"
+    submission.write_text(
+        "applicant: A\nproduct: B\nsuite: power-test\nsut: {adapter: local, device: cpu}\n"
+        "instruments:\n  - {kind: meter-log, path: wall.csv, "
+        "uncertainty: {relative: 0.01, absolute_w: 0.1}}\n"
+    )
+    out = tmp_path / "run"
+    code = _run(
+        ["run", str(tmp_path / "suite.yaml"), "--submission", str(submission), "--out", str(out)],
+        monkeypatch,
+    )
+    assert code == 0
+    predicate = json.loads((out / "statement.json").read_text())["predicate"]
+    m = {x["id"]: x for x in predicate["measurements"]}
+    window = json.loads((out / "evidence/tasks/power/window.json").read_text())
+    seconds = window["load"][1] - window["load"][0]
+    ops = window["ops_per_iter"] * window["iterations"]
+    assert m["power.typical_w"]["value"] == pytest.approx(12.5)
+    # energy = 12.5 W x the window; TOPS/W = operations / 1e12 / energy, all from one window
+    assert m["power.energy_j"]["value"] == pytest.approx(12.5 * seconds, rel=1e-9)
+    assert m["power.tops_per_w"]["value"] == pytest.approx(ops / 1e12 / (12.5 * seconds))
+    # bound: 12.5 x 1.01 + 0.1 = 12.725 W <= 16
+    verdicts = {v["indicator"]: v for v in predicate["verdicts"]}
+    assert verdicts["typical_power_w"]["status"] == "PASS"
+    assert verdicts["typical_power_w"]["bound"] == pytest.approx(12.725)
+    assert verdicts["int8_tops_per_w"]["status"] == "FAIL"  # a CPU at 12.5 W is far below 2
+    assert "wall" in m["power.typical_w"]["method"]
+    assert _run(["audit", str(out)], monkeypatch) == 0
+
+
+def test_a_meter_log_that_misses_the_window_is_inconclusive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    (tmp_path / "suite.yaml").write_text(POWER_SUITE)
+    log = tmp_path / "old.csv"
+    log.write_text("timestamp,watts\n2020-01-01T00:00:00Z,5\n2020-01-01T00:00:01Z,5\n")
+    out = tmp_path / "run"
+    argv = ["run", str(tmp_path / "suite.yaml"), "--meter-log", str(log), "--out", str(out)]
+    assert _run(argv, monkeypatch) == 0
+    predicate = json.loads((out / "statement.json").read_text())["predicate"]
+    verdicts = {v["indicator"]: v for v in predicate["verdicts"]}
+    assert verdicts["typical_power_w"]["status"] == "NOT_MEASURED"
+    assert verdicts["typical_power_w"]["value"] is None
+    assert (
+        "wall-log: 0 power samples cannot cover the window" in verdicts["typical_power_w"]["reason"]
+    )
+
+
+def test_a_malformed_meter_log_is_bad_input_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    (tmp_path / "suite.yaml").write_text(POWER_SUITE)
+    log = tmp_path / "bad.csv"
+    log.write_text("timestamp,watts\n2026-01-01T00:00:00Z,abc\n")
+    out = tmp_path / "run"
+    argv = ["run", str(tmp_path / "suite.yaml"), "--meter-log", str(log), "--out", str(out)]
+    assert _run(argv, monkeypatch) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.csv" in err[0] and "line 2: watts" in err[0]
+    assert not out.exists()
