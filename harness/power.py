@@ -110,13 +110,25 @@ def _interpolate(points: list[tuple[float, float]], t: float) -> float:
     return v0 + (v1 - v0) * (t - t0) / (t1 - t0)
 
 
+def _power_at(samples: list[tuple[float, float]], t: float) -> float:
+    """Power at t: interpolated between samples, held from the nearest one beyond them."""
+    if t <= samples[0][0]:
+        return samples[0][1]
+    if t >= samples[-1][0]:
+        return samples[-1][1]
+    return _interpolate(samples, t)
+
+
 def integrate_power(samples: list[tuple[float, float]], window: Window) -> float:
-    """Trapezoid integral of power over the window (joules); edges interpolated."""
+    """Trapezoid integral of power over the window (joules). The power at the window's edges
+    is interpolated between the neighbouring samples, or held from the nearest sample where
+    the window starts before the first or ends after the last (a sampled meter's readings sit
+    inside the intervals they average; coverage checks bound how far that may reach)."""
     inside = [(t, w) for t, w in samples if window.start_s < t < window.end_s]
     points = [
-        (window.start_s, _interpolate(samples, window.start_s)),
+        (window.start_s, _power_at(samples, window.start_s)),
         *inside,
-        (window.end_s, _interpolate(samples, window.end_s)),
+        (window.end_s, _power_at(samples, window.end_s)),
     ]
     return sum((t1 - t0) * (w0 + w1) / 2 for (t0, w0), (t1, w1) in itertools.pairwise(points))
 
@@ -164,7 +176,12 @@ def window_energy(record: dict[str, Any], window: Window) -> WindowEnergy:
         times = [t for t, _ in samples]
         source = "integrated power samples"
         if len(samples) >= 2:
-            measured = Window(max(window.start_s, times[0]), min(window.end_s, times[-1]))
+            # samples may sit up to one period inside the window's edges
+            reach = period
+            measured = Window(
+                window.start_s if times[0] <= window.start_s + reach else times[0],
+                window.end_s if times[-1] >= window.end_s - reach else times[-1],
+            )
         if len(samples) < 2 or measured.duration_s <= 0:
             problems.append(f"{len(samples)} power samples cannot cover the window")
         else:

@@ -12,7 +12,7 @@ T = TypeVar("T")
 
 _BUILTIN_MODULES = {
     "harness.probes": ["harness.probes.gemm", "harness.probes.power"],
-    "harness.adapters": ["harness.adapters"],
+    "harness.adapters": ["harness.adapters.local"],
 }
 
 

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -128,6 +129,64 @@ class RaplSpec(_Spec):
             if zone.name == self.zone:
                 return zone
         raise BadInput(self.root, "zone", f"no RAPL zone named {self.zone!r}")
+
+
+@specs.register("ptdaemon")
+class PtdSpec(_Spec):
+    """A wall-power analyzer behind a SPEC PTDaemon, over TCP."""
+
+    kind: ClassVar[str] = "ptdaemon"
+    name: str = "wall"
+    host: str
+    port: int = Field(ge=1, le=65535)
+    sample_period_s: float = Field(default=1.0, gt=0)
+    voltage_range: str = "Auto"
+    current_range: str = "Auto"
+    ranging: bool = True  # a ranging pass with auto ranges first, as MLPerf Power does
+    ranging_s: float = Field(default=10.0, gt=0)
+    settle_s: float = Field(default=0.0, ge=0)
+    timeout_s: float = Field(default=5.0, gt=0)
+
+    def unavailable_reason(self) -> str | None:
+        return self.build().unavailable_reason()
+
+    def build(self) -> Instrument:
+        from harness.instruments.ptdaemon import PtdMeter
+
+        return PtdMeter(
+            self.name,
+            self.host,
+            self.port,
+            self.sample_period_s,
+            self.voltage_range,
+            self.current_range,
+            self.timeout_s,
+            settle_s=self.settle_s,
+        )
+
+    def after_ranging(self, run: Callable[[float], None]) -> tuple[PtdSpec, dict[str, Any]]:
+        """Run the workload once with auto ranges; the spec with the ranges it chose."""
+        if not self.ranging:
+            return self, {}
+        from harness.instruments.ptdaemon import run_ranging
+
+        result = run_ranging(
+            self.host,
+            self.port,
+            lambda: run(self.ranging_s),
+            name=f"{self.name}-ranging",
+            sample_period_s=self.sample_period_s,
+            timeout_s=self.timeout_s,
+            settle_s=self.settle_s,
+        )
+        fixed = self.model_copy(
+            update={
+                "voltage_range": result.voltage_range,
+                "current_range": result.current_range,
+                "ranging": False,
+            }
+        )
+        return fixed, dict(result.info)
 
 
 def parse(raw: list[InstrumentSpec], source: str | Path, base_dir: Path | None) -> list[Any]:

@@ -14,7 +14,7 @@ wall-power indicator unless the suite allows its domain.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from typing import Any, ClassVar, Literal
 
@@ -100,30 +100,38 @@ class PowerProbe:
             ctx.evidence.write_json("plan.json", plan_record)
             return []
         assert size is not None
-        plan_record["status"] = "run"
-        ctx.evidence.write_json("plan.json", plan_record)
-
         kernel = make_kernel(args.precision, size, ctx.device, ctx.seed, 32)
         sync = _synchronize(ctx.device)
         failures: list[str] = []
+
+        def busy(seconds: float) -> int:
+            """The reference load, back-to-back for `seconds`; the iterations it ran."""
+            run = kernel.run
+            count = 0
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                run()
+                count += 1
+            sync()
+            return count
+
+        usable = self._ranging(ctx, usable, busy, plan_record, failures)
+        if not usable:
+            plan_record.update(status="not_run", reason="; ".join(failures))
+            ctx.evidence.write_json("plan.json", plan_record)
+            return failures
+        plan_record["status"] = "run"
+        ctx.evidence.write_json("plan.json", plan_record)
+
         ctx.progress(f"idle {args.idle_s:g} s")
         idle_window, idle_records = _sample(usable, lambda: time.sleep(args.idle_s))
-
         ctx.progress(f"warm-up {args.warmup_s:g} s")
-        warm_end = time.monotonic() + args.warmup_s
-        while time.monotonic() < warm_end:
-            kernel.run()
-        sync()
+        busy(args.warmup_s)
         iterations = 0
 
         def load() -> None:
             nonlocal iterations
-            run = kernel.run
-            deadline = time.monotonic() + args.duration_s
-            while time.monotonic() < deadline:
-                run()
-                iterations += 1
-            sync()
+            iterations = busy(args.duration_s)
 
         ctx.progress(f"load {args.duration_s:g} s")
         load_window, load_records = _sample(usable, load)
@@ -146,6 +154,39 @@ class PowerProbe:
             },
         )
         return sorted(set(failures))
+
+    def _ranging(
+        self,
+        ctx: CollectContext,
+        usable: list[Any],
+        busy: Callable[[float], int],
+        plan_record: dict[str, Any],
+        failures: list[str],
+    ) -> list[Any]:
+        """Ranging passes (wall meters): the workload once with auto ranges, so the testing
+        passes run with fixed ranges; an instrument whose ranging fails is dropped."""
+        ready = []
+        for spec in usable:
+            if not hasattr(spec, "after_ranging"):
+                ready.append(spec)
+                continue
+            ctx.progress(f"{spec.name}: ranging pass")
+
+            def load_for(seconds: float) -> None:
+                busy(seconds)
+
+            try:
+                fixed, info = spec.after_ranging(load_for)
+            except Exception as error:
+                failures.append(f"instrument {spec.name}: ranging pass failed: {error}")
+                for entry in plan_record["instruments"]:
+                    if entry["name"] == spec.name:
+                        entry["unavailable"] = f"ranging pass failed: {error}"
+                continue
+            if info:
+                ctx.evidence.write_json(f"ranging/{spec.name}.json", info)
+            ready.append(fixed)
+        return ready
 
     # ---------------------------------------------------------------- score
 

@@ -1,0 +1,96 @@
+"""Power end to end through a wall meter that speaks the PTDaemon protocol (the loopback
+server of tests/loopback_ptd.py): ranging pass, testing pass, and a meter that disconnects."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from loopback_ptd import Constant, LoopbackPtd
+
+SUITE = """\
+schema: harness.suite/v1
+id: ptd-test
+version: 0.0.1
+direction: D02
+title: wall power through PTDaemon
+source: test
+tasks:
+  - id: power
+    probe: power.gemm_load
+    args: {precision: int8, size: {cpu: 128, cuda: 1024}, idle_s: 0.6, warmup_s: 0.1,
+           duration_s: 1.5, allowed_domains: [wall]}
+  - id: gemm
+    probe: compute.gemm
+    args: {precisions: [int8], sizes: {cpu: [64], cuda: [256]}, repeats: 5, warmup: 1,
+           min_repeat_s: 0.005, check_size: 64}
+indicators:
+  - {id: typical_power_w, title: typical power, metric: power.typical_w, op: "<=", target: 50,
+     unit: W, source: t}
+  - {id: int8_tops, title: int8, metric: gemm.int8.throughput, op: ">=", target: 1e-9,
+     unit: TOPS, source: t}
+"""
+
+
+def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    from harness.cli import main
+
+    monkeypatch.setattr("sys.argv", ["harness", *argv])
+    with pytest.raises(SystemExit) as info:
+        main()
+    return int(info.value.code or 0)
+
+
+def _setup(tmp_path: Path, port: int) -> tuple[Path, Path]:
+    (tmp_path / "suite.yaml").write_text(SUITE)
+    submission = tmp_path / "submission.yaml"
+    submission.write_text(
+        "applicant: A\nproduct: B\nsuite: ptd-test\nsut: {adapter: local, device: cpu}\n"
+        f"instruments:\n  - {{kind: ptdaemon, host: 127.0.0.1, port: {port}, "
+        "sample_period_s: 0.05, ranging_s: 0.5}\n"
+    )
+    return tmp_path / "suite.yaml", submission
+
+
+def test_wall_power_with_a_ranging_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with LoopbackPtd(Constant(42.0)) as ptd:
+        suite, submission = _setup(tmp_path, ptd.port)
+        out = tmp_path / "run"
+        argv = ["run", str(suite), "--submission", str(submission), "--out", str(out)]
+        assert _run(argv, monkeypatch) == 0
+        commands = list(ptd.commands)
+    # the ranging pass ran with auto ranges, the testing passes with fixed ones
+    ranges = [c for c in commands if c.startswith("SR,")]
+    assert ranges[:2] == ["SR,V,Auto", "SR,A,Auto"]
+    assert all("Auto" not in c for c in ranges[2:]) and len(ranges) >= 4
+    assert (out / "evidence/tasks/power/ranging/wall.json").is_file()
+    predicate = json.loads((out / "statement.json").read_text())["predicate"]
+    m = {x["id"]: x for x in predicate["measurements"]}
+    assert m["power.typical_w"]["value"] == pytest.approx(42.0, rel=1e-6)
+    assert m["power.typical_w"]["invalid_reason"] == ""
+    assert "wall" in m["power.typical_w"]["method"] and "ptdaemon" in m["power.typical_w"]["method"]
+    verdicts = {v["indicator"]: v for v in predicate["verdicts"]}
+    assert verdicts["typical_power_w"]["status"] == "PASS", verdicts["typical_power_w"]["reason"]
+    assert _run(["audit", str(out)], monkeypatch) == 0
+
+
+def test_a_meter_that_disconnects_makes_power_inconclusive_and_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the server drops 0.9 s after a Go: after the ranging pass (0.5 s) and the idle
+    # interval (0.6 s) have ended, inside the 1.5 s load window
+    with LoopbackPtd(Constant(42.0), drop_after_s=0.9) as ptd:
+        suite, submission = _setup(tmp_path, ptd.port)
+        out = tmp_path / "run"
+        argv = ["run", str(suite), "--submission", str(submission), "--out", str(out)]
+        code = _run(argv, monkeypatch)
+    assert code == 3  # an instrument failed during the run; the report is still written
+    predicate = json.loads((out / "statement.json").read_text())["predicate"]
+    verdicts = {v["indicator"]: v for v in predicate["verdicts"]}
+    power = verdicts["typical_power_w"]
+    assert power["status"] in ("INCONCLUSIVE", "NOT_MEASURED")
+    assert "lost" in power["reason"] or "cover" in power["reason"], power["reason"]
+    assert verdicts["int8_tops"]["status"] == "PASS"  # the rest of the run went on
+    tasks = {t["task"]: t for t in predicate["tasks"]}
+    assert tasks["power"]["status"] == "partial" and "lost" in tasks["power"]["reason"]
