@@ -21,13 +21,12 @@ raises, and pynvml functions a version lacks are checked for with hasattr.
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from types import TracebackType
 from typing import Any
 
 from harness import nvml
-from harness.instruments.base import clock_mapping
+from harness.instruments.base import PollingSampler, clock_mapping
 
 UNCERTAINTY_SOURCE = (
     "NVML board power (GPU and its memory; not the host): NVIDIA documents "
@@ -68,7 +67,7 @@ def _field_number(value: Any) -> float:
     return float(getattr(value.value, member))
 
 
-class NvmlPowerInstrument:
+class NvmlPowerInstrument(PollingSampler):
     """Board power and energy of GPU `index` (NVML's order) while entered."""
 
     kind = "nvml"
@@ -78,12 +77,8 @@ class NvmlPowerInstrument:
         self.index = index
         self.name = f"nvml-gpu{index}"
         self.sample_period_s = sample_period_s
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._init_polling()
         self._reset()
-        self._status = "unavailable"
-        self._reason = "never entered"
 
     def _reset(self) -> None:
         self._clock: dict[str, Any] | None = None
@@ -252,11 +247,6 @@ class NvmlPowerInstrument:
 
     # -- sampling -------------------------------------------------------------------------
 
-    def _lose(self, reason: str) -> None:
-        with self._lock:
-            if self._status == "ok" and not self._closed:
-                self._status, self._reason = "lost", reason
-
     def _sample(self) -> bool:
         """One reading of every source into the record; False (status "lost") on failure."""
         before = time.monotonic()
@@ -288,14 +278,6 @@ class NvmlPowerInstrument:
             self._telemetry.append(telemetry)
         return True
 
-    def _run(self) -> None:
-        try:
-            while not self._stop.wait(self.sample_period_s):
-                if not self._sample():
-                    return
-        except BaseException as error:  # never let the thread die silently
-            self._lose(f"sampling thread failed: {error!r}")
-
     # -- the instrument protocol ----------------------------------------------------------
 
     def unavailable_reason(self) -> str | None:
@@ -315,7 +297,6 @@ class NvmlPowerInstrument:
 
     def __enter__(self) -> NvmlPowerInstrument:
         self._reset()
-        self._stop.clear()
         self._clock = clock_mapping()
         try:
             reason = self._open()
@@ -327,12 +308,8 @@ class NvmlPowerInstrument:
             self._status, self._reason = "unavailable", reason
             self._close()
             return self
-        self._status, self._reason = "ok", ""
         self._identify()
-        if not self._sample():
-            return self
-        self._thread = threading.Thread(target=self._run, name=f"sampler-{self.name}", daemon=True)
-        self._thread.start()
+        self._start_polling()
         return self
 
     def __exit__(
@@ -342,17 +319,8 @@ class NvmlPowerInstrument:
         tb: TracebackType | None,
     ) -> None:
         try:
-            self._stop.set()
-            if self._thread is not None:
-                self._thread.join(timeout=max(1.0, 2 * self.sample_period_s))
-                self._thread = None
-            if self._status == "ok":
-                self._sample()
-        except Exception as error:  # nothing escapes the with block
-            self._lose(f"stopping failed: {error!r}")
+            self._stop_polling()
         finally:
-            with self._lock:
-                self._closed = True
             self._close()
 
     def record(self) -> dict[str, Any]:

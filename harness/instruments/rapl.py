@@ -19,7 +19,6 @@ gives one record per zone, or one "unavailable" record that says why there are n
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from harness.instruments.base import clock_mapping
+from harness.instruments.base import PollingSampler, clock_mapping
 from harness.power import unwrap_counter
 
 DEFAULT_ROOT = Path("/sys/class/powercap")
@@ -136,7 +135,7 @@ def _domain_of(zone: ZoneInfo) -> str | None:
     return None  # core / uncore (inside the package), psys (contains the packages), ...
 
 
-class RaplZone:
+class RaplZone(PollingSampler):
     """One RAPL zone (a package or a dram zone) as an instrument."""
 
     def __init__(
@@ -154,15 +153,10 @@ class RaplZone:
         self._package = package  # the top-level zone this zone belongs to (or is)
         self._energy = zone.path / "energy_uj"
         self._readings: list[list[float]] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._clock: dict[str, Any] | None = None
         self._max_uj: int | None = None
         self._max_reason = ""
-        self._status = "unavailable"
-        self._reason = "never entered"
-        self._closed = False
+        self._init_polling()
 
     def unavailable_reason(self) -> str | None:
         try:
@@ -179,10 +173,7 @@ class RaplZone:
         try:
             raw = _read_int(self._energy)
         except (OSError, ValueError) as error:
-            with self._lock:
-                if self._status == "ok" and not self._closed:
-                    self._status = "lost"
-                    self._reason = _read_reason(self._energy, error)
+            self._lose(_read_reason(self._energy, error))
             return False
         t = (before + time.monotonic()) / 2
         with self._lock:
@@ -191,21 +182,8 @@ class RaplZone:
             self._readings.append([t, raw])
         return True
 
-    def _run(self) -> None:
-        try:
-            while not self._stop.wait(self.sample_period_s):
-                if not self._sample():
-                    return
-        except BaseException as error:  # never let the thread die silently
-            with self._lock:
-                if self._status == "ok":
-                    self._status = "lost"
-                    self._reason = f"sampling thread failed: {error!r}"
-
     def __enter__(self) -> RaplZone:
         self._readings = []
-        self._stop.clear()
-        self._closed = False
         self._clock = clock_mapping()
         try:
             self._max_uj = _read_int(self.zone.path / "max_energy_range_uj")
@@ -217,11 +195,7 @@ class RaplZone:
         if reason is not None:
             self._status, self._reason = "unavailable", reason
             return self
-        self._status, self._reason = "ok", ""
-        if not self._sample():
-            return self
-        self._thread = threading.Thread(target=self._run, name=f"sampler-{self.name}", daemon=True)
-        self._thread.start()
+        self._start_polling()
         return self
 
     def __exit__(
@@ -230,20 +204,7 @@ class RaplZone:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        try:
-            self._stop.set()
-            if self._thread is not None:
-                self._thread.join(timeout=max(1.0, 2 * self.sample_period_s))
-                self._thread = None
-            if self._status == "ok":
-                self._sample()
-        except Exception as error:  # nothing escapes the with block
-            with self._lock:
-                if self._status == "ok":
-                    self._status, self._reason = "lost", f"stopping failed: {error!r}"
-        finally:
-            with self._lock:
-                self._closed = True
+        self._stop_polling()
 
     def record(self) -> dict[str, Any]:
         with self._lock:
