@@ -12,7 +12,15 @@ T = TypeVar("T")
 
 _BUILTIN_MODULES = {
     "harness.probes": ["harness.probes.gemm", "harness.probes.power"],
-    "harness.adapters": ["harness.adapters.local"],
+    "harness.adapters": [
+        "harness.adapters.local",
+        "harness.adapters.onnx_sut",
+        "harness.adapters.torch_sut",
+        "harness.adapters.callable_sut",
+        "harness.adapters.http_sut",
+        "harness.adapters.command_sut",
+        "harness.adapters.outputs_sut",
+    ],
 }
 
 

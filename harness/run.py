@@ -99,8 +99,11 @@ def plan(request: RunRequest, env: dict[str, Any]) -> Plan:
             raise BadInput(
                 "--dataset", name, f"required by suite {loaded.suite.id}: {spec.description}"
             )
+    # The device local probes (GEMM, power) run on: the local adapter resolves it; an adapter
+    # that drives something else runs them on this machine's CPU.
+    resolve = getattr(submission.adapter, "resolve_device", None)
     try:
-        device = submission.adapter.resolve_device(submission.adapter_args)  # type: ignore[attr-defined]
+        device = resolve(submission.adapter_args) if callable(resolve) else "cpu"
     except ValueError as error:
         raise BadInput(
             request.submission or "(local default submission)", "sut.device", str(error)
@@ -210,6 +213,7 @@ def _execute_into(
             evidence=writer,
             progress=_prefixed(step, task.id),
             instruments=p.instruments,
+            sut_base_dir=p.submission.path.parent if p.submission.path else None,
         )
         status: Literal["ok", "partial", "failed"]
         try:

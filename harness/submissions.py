@@ -64,6 +64,11 @@ def load(path: Path | None, suite: Suite) -> LoadedSubmission:
         adapter_args = adapter_cls.Args.model_validate(submission.sut.model_dump())
     except ValidationError as error:
         raise bad_input_from(source, error, prefix="sut") from None
+    adapter = adapter_cls()
+    base_dir = path.parent if path is not None else None
+    check = getattr(adapter, "check", None)
+    if callable(check):  # what can be known before the run: files, providers, modules
+        check(adapter_args, base_dir, source)
     instrument_specs = instruments.parse(
         submission.instruments, source, path.parent if path is not None else None
     )
@@ -74,5 +79,5 @@ def load(path: Path | None, suite: Suite) -> LoadedSubmission:
         if not hardware_path.is_file():
             raise BadInput(path, "hardware", f"file not found: {hardware_path}")
     return LoadedSubmission(
-        path, submission, adapter_cls(), adapter_args, hardware_path, instrument_specs
+        path, submission, adapter, adapter_args, hardware_path, instrument_specs
     )

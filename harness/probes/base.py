@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
@@ -26,6 +27,7 @@ class CollectContext:
     evidence: EvidenceWriter
     progress: Progress = field(default=lambda _message: None)
     instruments: list[Any] = field(default_factory=list)  # validated instrument specs
+    sut_base_dir: Path | None = None  # the submission's folder: relative SUT paths start here
 
 
 @dataclass(frozen=True)
