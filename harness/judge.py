@@ -26,13 +26,18 @@ def stricter_or_equal(op: Op, declared: float, guide: float) -> bool:
 
 
 def judge_value(
-    op: Op, target: float, value: float, bound: float | None, exact: bool
+    op: Op,
+    target: float,
+    value: float,
+    bound: float | None,
+    exact: bool,
+    exact_kind: str = "an exact count",
 ) -> tuple[Status, str]:
     meets = COMPARE[op]
     if not meets(value, target):
         return "FAIL", f"measured {value:.4g} does not meet {op} {target:g}"
     if exact:
-        return "PASS", f"measured {value:.4g} {op} {target:g} (exact count)"
+        return "PASS", f"measured {value:.4g} {op} {target:g} (no interval: {exact_kind})"
     if bound is None:
         return (
             "INCONCLUSIVE",
@@ -103,7 +108,10 @@ def judge(
     if ci is not None:
         raw = ci.low if indicator.op in (">=", ">") else ci.high
         bound = None if raw is None else convert(raw, measurement.unit, indicator.unit)
-    status, reason = judge_value(indicator.op, indicator.target, value, bound, exact)
+    exact_kind = (
+        "an exact count" if measurement.unit == "count" else "one whole-run figure, no repeats"
+    )
+    status, reason = judge_value(indicator.op, indicator.target, value, bound, exact, exact_kind)
     if status == "INCONCLUSIVE" and ci is not None and ci.need:
         reason = f"{reason}; {ci.need}"
     if ci is not None and bound is not None:

@@ -11,7 +11,12 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 
 _BUILTIN_MODULES = {
-    "harness.probes": ["harness.probes.gemm", "harness.probes.power"],
+    "harness.probes": [
+        "harness.probes.gemm",
+        "harness.probes.power",
+        "harness.probes.loadgen",
+        "harness.probes.framework",
+    ],
     "harness.adapters": [
         "harness.adapters.local",
         "harness.adapters.onnx_sut",

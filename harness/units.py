@@ -32,6 +32,9 @@ _UNITS = [
     Unit("us", "time", 1e-6),
     Unit("%", "fraction", 1e-2),
     Unit("ratio", "fraction", 1.0),
+    Unit("pp", "percentage_points", 1.0),  # difference of two percentages
+    Unit("B", "data_size", 1.0),
+    Unit("MB", "data_size", 1e6),
     Unit("count", "count", 1.0),
     Unit("samples/s", "sample_rate", 1.0),
     Unit("queries/s", "sample_rate", 1.0),

@@ -1,0 +1,449 @@
+"""inference.loadgen: real MLPerf LoadGen runs (nothing mocked) over small SUT sessions
+defined here, each reached the way a submission reaches one (a registered adapter named by
+the `sut:` block), then scored twice from the evidence alone."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from harness import jsonio, registry
+from harness.adapters.protocol import Sample, SampleOutput
+from harness.errors import BadInput, SutFailure
+from harness.evidence import EvidenceReader, EvidenceWriter
+from harness.judge import judge
+from harness.models import Indicator, Measurement, SutSpec, Unmeasured
+from harness.probes.base import CollectContext, ScoreContext
+from harness.probes.loadgen import (
+    LoadgenArgs,
+    LoadgenProbe,
+    encode_output,
+    open_session,
+    outputs_match,
+)
+
+ADAPTER = "test-loadgen"
+
+# ------------------------------------------------------------------------ SUT sessions
+
+
+class _Session:
+    def __init__(self, args: Any) -> None:
+        self.sleep_s = args.sleep_ms / 1000
+
+    def describe(self) -> dict[str, Any]:
+        return {"adapter": ADAPTER, "behaviour": type(self).__name__}
+
+    def close(self) -> None:
+        pass
+
+
+class SleepSession(_Session):
+    """Sleeps a known time per sample, answers with the input."""
+
+    def run(self, samples: Sequence[Sample]) -> list[SampleOutput]:
+        outs = []
+        for s in samples:
+            t0 = time.perf_counter()
+            time.sleep(self.sleep_s)
+            outs.append(SampleOutput(s.index, s.data, None, time.perf_counter() - t0))
+        return outs
+
+
+class CachingSession(_Session):
+    """Remembers answers: a sample seen before comes back at once, a fresh one is slow."""
+
+    def __init__(self, args: Any) -> None:
+        super().__init__(args)
+        self.seen: dict[int, SampleOutput] = {}
+
+    def run(self, samples: Sequence[Sample]) -> list[SampleOutput]:
+        outs = []
+        for s in samples:
+            if s.index not in self.seen:
+                time.sleep(self.sleep_s)
+                self.seen[s.index] = SampleOutput(s.index, s.data * 2, None, self.sleep_s)
+            outs.append(self.seen[s.index])
+        return outs
+
+
+class NoisySession(_Session):
+    """Answers at once, with fresh noise on every call: its outputs under load are not the
+    outputs it gives in accuracy mode."""
+
+    def __init__(self, args: Any) -> None:
+        super().__init__(args)
+        self.rng = np.random.default_rng(1)
+
+    def run(self, samples: Sequence[Sample]) -> list[SampleOutput]:
+        return [
+            SampleOutput(s.index, s.data + self.rng.normal(0, 0.1, s.data.shape), None, 0.0)
+            for s in samples
+        ]
+
+
+class FailingSession(_Session):
+    """Every third sample (by index) fails the way adapters report it; the rest echo."""
+
+    def run(self, samples: Sequence[Sample]) -> list[SampleOutput]:
+        return [
+            SampleOutput(s.index, None, "crashed: ValueError: boom", 0.0)
+            if s.index % 3 == 0
+            else SampleOutput(s.index, s.data, None, 0.0)
+            for s in samples
+        ]
+
+
+SESSIONS = {
+    "sleep": SleepSession,
+    "caching": CachingSession,
+    "noisy": NoisySession,
+    "failing": FailingSession,
+}
+
+
+class LoadgenTestAdapter:
+    class Args(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        adapter: str = ADAPTER
+        behaviour: Literal["sleep", "caching", "noisy", "failing"]
+        sleep_ms: float = 2.0
+
+    def open(self, args: Args, base_dir: Path | None) -> Any:
+        return SESSIONS[args.behaviour](args)
+
+
+@pytest.fixture(autouse=True)
+def _test_adapter(monkeypatch: pytest.MonkeyPatch) -> None:
+    registry.adapters.names()  # load the built-ins first
+    monkeypatch.setitem(registry.adapters._items, ADAPTER, LoadgenTestAdapter)
+
+
+def sut(behaviour: str, **extra: Any) -> SutSpec:
+    return SutSpec(adapter=ADAPTER, behaviour=behaviour, **extra)
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+class Outcome:
+    def __init__(
+        self,
+        failures: list[str],
+        measured: dict[str, Measurement],
+        unmeasured: dict[str, Unmeasured],
+        root: Path,
+    ) -> None:
+        self.failures, self.measured, self.unmeasured, self.root = (
+            failures,
+            measured,
+            unmeasured,
+            root,
+        )
+
+    def run_dirs(self) -> list[str]:
+        return sorted(p.name for p in (self.root / "runs").iterdir())
+
+
+def run_probe(tmp_path: Path, spec: SutSpec | None = None, **raw: Any) -> Outcome:
+    args = LoadgenArgs.model_validate(raw)
+    root = tmp_path / "evidence"
+    ctx = CollectContext("lg", args, spec or SutSpec(), "cpu", 7, True, EvidenceWriter(root))
+    probe = LoadgenProbe()
+    failures = probe.collect(ctx)
+    sctx = ScoreContext("lg", args, 0.95, None)
+    first = probe.score(EvidenceReader(root), sctx)
+    assert first == probe.score(EvidenceReader(root), sctx)  # a pure function of evidence
+    produced = {m.id for m in first.measurements} | {u.id for u in first.unmeasured}
+    assert produced == set(probe.metrics(args))
+    for m in first.measurements:
+        assert m.unit == probe.metrics(args)[m.id]
+    return Outcome(
+        failures,
+        {m.id: m for m in first.measurements},
+        {u.id: u for u in first.unmeasured},
+        root,
+    )
+
+
+# ------------------------------------------------------------------------ tests
+
+
+def test_registered() -> None:
+    assert registry.probes.get("inference.loadgen") is LoadgenProbe
+
+
+def test_null_sut_single_stream_with_compliance(tmp_path: Path) -> None:
+    out = run_probe(
+        tmp_path,
+        scenario="SingleStream",
+        null_sut=True,
+        min_duration_s=0.2,
+        compliance=True,
+        accuracy=True,
+    )
+    assert out.failures == []
+    assert out.run_dirs() == [
+        "01-test04-unique",
+        "02-test04-same",
+        "03-performance",
+        "04-accuracy",
+    ]
+    perf = out.root / "runs" / "03-performance"
+    names = {p.name for p in perf.iterdir()}
+    assert {"mlperf_log_summary.txt", "mlperf_log_detail.txt", "mlperf_log_accuracy.json"} <= names
+    assert "mlperf_log_trace.json" not in names  # trace off unless asked for
+    p90 = out.measured["latency_p90"]
+    assert 0 < p90.value < 1.0  # ms: an echo through LoadGen
+    assert p90.ci is not None and p90.ci.high is not None and p90.ci.high >= p90.value
+    # the echo gives the same outputs under load as in accuracy mode, and no repeat is
+    # faster by a margin that means anything
+    assert out.measured["test01_match"].value == 1.0
+    assert out.measured["test01_match"].n > 0
+    assert not out.measured["test04_speedup"].details["flagged"]
+    assert out.measured["accuracy_outputs"].value == 64
+    assert out.measured["failed_samples"].value == 0
+    assert "TEST0" not in p90.invalid_reason
+    config = jsonio.read(out.root / "config.json")
+    assert config["session"]["adapter"] == "null"
+    assert config["dataset"]["count"] == 64
+
+
+def test_sleeping_sut_single_stream_p90(tmp_path: Path) -> None:
+    out = run_probe(
+        tmp_path,
+        sut("sleep", sleep_ms=2.0),
+        scenario="SingleStream",
+        sample_count=16,
+        min_duration_s=0.4,
+        expected_latency_ms=2.0,
+    )
+    assert out.failures == []
+    p90 = out.measured["latency_p90"]
+    assert 2.0 <= p90.value < 3.5, p90.value  # ms: sleep(2 ms) plus LoadGen and Python
+    assert p90.invalid_reason == ""  # 0.4 s of 2 ms queries is a VALID SingleStream run
+    assert p90.n >= 100
+    settings = jsonio.read(out.root / "runs" / "01-performance" / "run.json")["settings"]
+    assert settings["single_stream_expected_latency_ns"] == 2_000_000
+    assert settings["min_duration_ms"] == 400
+
+
+def test_offline_null_sut_throughput(tmp_path: Path) -> None:
+    out = run_probe(
+        tmp_path, scenario="Offline", null_sut=True, min_duration_s=0.3, target_qps=300_000
+    )
+    assert out.failures == []
+    assert out.measured["throughput"].value > 100_000  # samples/s
+
+
+def test_server_low_qps_is_valid(tmp_path: Path) -> None:
+    out = run_probe(
+        tmp_path,
+        scenario="Server",
+        null_sut=True,
+        target_qps=300,
+        latency_bound_ms=20,
+        min_duration_s=2.0,  # 600 queries: enough for LoadGen's early stopping
+    )
+    qps, p99 = out.measured["server_qps"], out.measured["latency_p99"]
+    assert qps.invalid_reason == "" and p99.invalid_reason == ""
+    assert qps.details["validity"] == "VALID"
+    assert 240 < qps.value < 360  # queries/s: Poisson arrivals at 300
+    assert p99.value < 20
+    assert p99.ci is not None and p99.ci.high == 20  # early stopping: p99 within the bound
+
+
+def test_server_too_short_is_invalid_in_loadgens_words(tmp_path: Path) -> None:
+    out = run_probe(
+        tmp_path,
+        scenario="Server",
+        null_sut=True,
+        target_qps=300,
+        latency_bound_ms=20,
+        min_duration_s=0.2,
+    )
+    qps = out.measured["server_qps"]
+    assert qps.details["validity"] == "INVALID"
+    assert qps.invalid_reason.startswith("LoadGen result INVALID")
+    assert "early stopping" in qps.invalid_reason
+    assert "Would need to run at least" in qps.invalid_reason  # LoadGen's own text
+    verdict = judge(
+        Indicator(
+            id="qps",
+            title="Server QPS",
+            metric="lg.server_qps",
+            op=">=",
+            target=100,
+            unit="queries/s",
+            source="test",
+        ),
+        qps,
+        None,
+        None,
+    )
+    assert verdict.status == "INCONCLUSIVE"
+    assert "LoadGen result INVALID" in verdict.reason
+
+
+def test_test04_flags_a_caching_sut(tmp_path: Path) -> None:
+    out = run_probe(
+        tmp_path,
+        sut("caching", sleep_ms=3.0),
+        scenario="SingleStream",
+        sample_count=24,
+        test04_samples=16,
+        min_duration_s=0.2,
+        compliance=True,
+    )
+    ratio = out.measured["test04_speedup"]
+    assert ratio.details["flagged"]
+    assert ratio.value > 1.5
+    assert ratio.details["median_unique_ms"] >= 3.0  # fresh samples were all slow
+    p90 = out.measured["latency_p90"]
+    assert "TEST04-like check failed" in p90.invalid_reason
+    assert "suspected result caching" in p90.invalid_reason
+    # its answers are consistent, so TEST01 alone would not catch it
+    assert out.measured["test01_match"].value == 1.0
+
+
+def test_test01_flags_outputs_that_differ_from_accuracy_mode(tmp_path: Path) -> None:
+    out = run_probe(
+        tmp_path,
+        sut("noisy", sleep_ms=0),
+        scenario="SingleStream",
+        min_duration_s=0.2,
+        expected_latency_ms=0.01,
+        compliance=True,
+        test01_samples=32,
+    )
+    match = out.measured["test01_match"]
+    assert match.n > 0
+    assert match.value < 1.0
+    assert match.details["flagged"]
+    assert "TEST01-like check failed" in out.measured["latency_p90"].invalid_reason
+    perf = jsonio.read(out.root / "runs" / "03-performance" / "run.json")["settings"]
+    assert perf["accuracy_log_sampling_target"] == 32
+
+
+def test_sample_failures_are_recorded_and_the_run_goes_on(tmp_path: Path) -> None:
+    out = run_probe(
+        tmp_path,
+        sut("failing"),
+        scenario="SingleStream",
+        sample_count=30,
+        min_duration_s=0.2,
+        expected_latency_ms=0.01,
+    )
+    assert any(f.startswith("performance: ") and "samples failed" in f for f in out.failures)
+    failed = out.measured["failed_samples"]
+    assert failed.value > 0
+    run = jsonio.read(out.root / "runs" / "01-performance" / "run.json")
+    assert 0 < run["failed"] < run["answered"]
+    assert run["first_failures"][0].endswith("crashed: ValueError: boom")
+    p90 = out.measured["latency_p90"]  # still measured, but cannot decide
+    assert "samples failed" in p90.invalid_reason
+
+
+def test_server_search_bisects_and_keeps_every_trial(tmp_path: Path) -> None:
+    out = run_probe(
+        tmp_path,
+        sut("sleep", sleep_ms=1.0),
+        scenario="Server",
+        sample_count=16,
+        target_qps=200,
+        latency_bound_ms=5,
+        server_search=True,
+        search_trial_s=0.25,
+        search_steps=2,
+        min_duration_s=0.5,
+    )
+    best = out.measured["server_max_valid_qps"]
+    trials = best.details["trials"]
+    passed = [t["target_qps"] for t in trials if t["passed"]]
+    failed = [t["target_qps"] for t in trials if not t["passed"]]
+    assert passed and failed
+    assert best.value == max(passed)
+    # bracketing then bisection keeps the answer below every target that failed; one
+    # sample at a time at 1 ms each cannot keep up with 1600/s however quiet the machine
+    assert best.value < min(failed) <= 1600
+    dirs = out.run_dirs()
+    assert [d for d in dirs if "-search-" in d] == [
+        f"{i + 1:02d}-search-{i + 1:02d}" for i in range(len(trials))
+    ]
+    confirm = jsonio.read(out.root / "runs" / dirs[-1] / "run.json")
+    assert confirm["name"] == "performance"
+    assert confirm["settings"]["server_target_qps"] == best.value
+
+
+def test_accuracy_run_keeps_text_outputs(tmp_path: Path) -> None:
+    lines = tmp_path / "prompts.txt"
+    lines.write_text("alpha\n\nbeta\ngamma\ndelta\n", encoding="utf-8")
+    out = run_probe(
+        tmp_path,
+        scenario="Offline",
+        null_sut=True,
+        dataset={"kind": "text_lines", "path": str(lines)},
+        min_duration_s=0.05,
+        target_qps=1000,
+        accuracy=True,
+    )
+    assert out.measured["accuracy_outputs"].value == 4  # the blank line is no sample
+    acc = out.root / "runs" / "02-accuracy"
+    logged = jsonio.read(acc / "mlperf_log_accuracy.json")
+    texts = sorted(bytes.fromhex(e["data"]).decode() for e in logged)
+    assert texts == ["alpha", "beta", "delta", "gamma"]
+    formats = jsonio.read(acc / "formats.json")
+    assert formats == {str(i): {"kind": "text"} for i in range(4)}
+
+
+def test_open_session_reasons(tmp_path: Path) -> None:
+    args = LoadgenArgs(scenario="SingleStream")
+
+    def ctx(spec: SutSpec) -> CollectContext:
+        return CollectContext("lg", args, spec, "cpu", 0, True, EvidenceWriter(tmp_path))
+
+    with pytest.raises(SutFailure, match="no SUT adapter named 'nope'"):
+        open_session(ctx(SutSpec(adapter="nope")))
+    with pytest.raises(SutFailure, match="cannot answer samples"):
+        open_session(ctx(SutSpec(adapter="local")))
+    with pytest.raises(BadInput, match="behaviour"):
+        open_session(ctx(sut("bogus")))
+    assert isinstance(open_session(ctx(sut("sleep"))), SleepSession)
+
+
+def test_args_are_checked() -> None:
+    with pytest.raises(ValueError, match="latency_bound_ms"):
+        LoadgenArgs(scenario="Server")
+    with pytest.raises(ValueError, match="Server only"):
+        LoadgenArgs(scenario="Offline", server_search=True)
+    with pytest.raises(ValueError, match="unknown dataset kind"):
+        LoadgenArgs(scenario="Offline", dataset={"kind": "imagenet"})
+    with pytest.raises(ValueError, match="numeric"):
+        LoadgenArgs(
+            scenario="Offline", dataset={"kind": "random_tensor", "shape": [2], "dtype": "U3"}
+        )
+
+
+def test_outputs_compare_within_tolerance() -> None:
+    a = np.linspace(0, 1, 6, dtype=np.float32).reshape(2, 3)
+    data = lambda x: bytes(np.ascontiguousarray(x).tobytes())  # noqa: E731
+    _, size, _, desc = encode_output(a)
+    assert size == a.nbytes and desc == {"kind": "array", "dtype": "<f4", "shape": [2, 3]}
+    assert outputs_match(data(a + 1e-7), data(a), desc, 1e-3, 1e-5)
+    assert not outputs_match(data(a + 0.1), data(a), desc, 1e-3, 1e-5)
+    assert not outputs_match(data(a)[:-4], data(a), desc, 1e-3, 1e-5)  # wrong size
+    _, _, _, text = encode_output("héllo")
+    assert text == {"kind": "text"}
+    assert not outputs_match(b"hello", b"hallo", text, 1, 1)  # text is exact
+    pair = {"b": np.arange(3, dtype=np.int64), "a": a}
+    _, size, _, desc = encode_output(pair)
+    assert size == a.nbytes + 24 and [i[0] for i in desc["items"]] == ["a", "b"]
+    both = data(a) + data(pair["b"])
+    assert outputs_match(data(a + 1e-7) + data(pair["b"]), both, desc, 1e-3, 1e-5)
+    assert not outputs_match(data(a) + data(pair["b"] + 1), both, desc, 1e-3, 1e-5)
