@@ -14,6 +14,7 @@ _BUILTIN_MODULES = {
     "harness.probes": [
         "harness.probes.gemm",
         "harness.probes.power",
+        "harness.probes.models",
         "harness.probes.loadgen",
         "harness.probes.framework",
     ],
