@@ -189,7 +189,10 @@ def test_meter_log_judges_typical_power_and_tops_per_watt(
     window = json.loads((out / "evidence/tasks/power/window.json").read_text())
     seconds = window["load"][1] - window["load"][0]
     ops = window["ops_per_iter"] * window["iterations"]
-    assert m["power.typical_w"]["value"] == pytest.approx(12.5)
+    assert m["power.typical_w"]["value"] == pytest.approx(12.5)  # gross basis
+    assert m["power.gross_w"]["value"] == pytest.approx(12.5)
+    assert m["power.idle_w"]["value"] == pytest.approx(12.5)  # a flat meter: idle = load
+    assert m["power.net_w"]["value"] == pytest.approx(0.0, abs=1e-9)
     # energy = 12.5 W x the window; TOPS/W = operations / 1e12 / energy, all from one window
     assert m["power.energy_j"]["value"] == pytest.approx(12.5 * seconds, rel=1e-9)
     assert m["power.tops_per_w"]["value"] == pytest.approx(ops / 1e12 / (12.5 * seconds))

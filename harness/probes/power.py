@@ -30,7 +30,7 @@ from harness.registry import probes
 from harness.units import convert
 
 Domain = Literal["wall", "gpu-board", "cpu-package", "dram"]
-METRICS = ("typical_w", "idle_w", "energy_j", "tops_per_w", "throughput")
+METRICS = ("typical_w", "gross_w", "net_w", "idle_w", "energy_j", "tops_per_w", "throughput")
 
 
 def _wall_only() -> list[Domain]:
@@ -58,6 +58,8 @@ class PowerProbe:
         efficiency = "TOPS/W" if ops_unit(args.precision) == "TOPS" else "TFLOPS/W"
         return {
             "typical_w": "W",
+            "gross_w": "W",
+            "net_w": "W",
             "idle_w": "W",
             "energy_j": "J",
             "tops_per_w": efficiency,
@@ -232,10 +234,13 @@ class PowerProbe:
                 if i["unavailable"] is not None
             ]
             reason = "no instrument recorded power over the window: " + "; ".join(why)
-            return ScoreResult(measurements, [Unmeasured(id=m, reason=reason) for m in METRICS[:4]])
+            return ScoreResult(
+                measurements,
+                [Unmeasured(id=m, reason=reason) for m in METRICS if m != "throughput"],
+            )
         gross, idle_energy = chosen
-        measurements += _headline(gross, idle_energy, args, ops, unit, load, ctx.confidence)
-        return ScoreResult(measurements, [])
+        headline, unmeasured = _headline(gross, idle_energy, args, ops, unit, load, ctx.confidence)
+        return ScoreResult(measurements + headline, unmeasured)
 
 
 # ------------------------------------------------------------------------ helpers
@@ -371,57 +376,78 @@ def _headline(
     unit: str,
     window: Window,
     confidence: float,
-) -> list[Measurement]:
+) -> tuple[list[Measurement], list[Unmeasured]]:
+    """The judged figures from the chosen instrument: typical power (gross, or net of idle as
+    the suite's `basis` says), idle and net power, energy and TOPS/W over the one window."""
     assert gross.average_w is not None and gross.energy_j is not None
-    problems = [p for p in (gross.problem,) if p]
+    problems = [gross.problem] if gross.problem else []
     if gross.domain not in args.allowed_domains:
         problems.append(
             f"{gross.instrument} measures {gross.domain}"
             f"{' (a partial domain)' if gross.partial_domain else ''}; this indicator needs "
             f"{' or '.join(args.allowed_domains)}"
         )
-    if args.basis == "idle_subtracted" and idle.problem:
-        problems.append(f"idle: {idle.problem}")
     invalid = "; ".join(problems)
-    idle_w = idle.average_w if idle.average_w is not None else 0.0
-    typical = gross.average_w - (idle_w if args.basis == "idle_subtracted" else 0.0)
-    basis_text = "gross" if args.basis == "gross" else f"idle-subtracted (idle {idle_w:.4g} W)"
-    ci = _interval(typical, gross, confidence)
-    energy_bounds = uncertainty_bounds(gross.energy_j, gross) if ci and ci.low is not None else None
-    tera = convert(1.0, "TOPS", "OPS")
-    efficiency = ops / tera / gross.energy_j
-    eff_ci = Interval(
-        low=None if energy_bounds is None else ops / tera / energy_bounds[1],
-        high=None if energy_bounds is None else ops / tera / energy_bounds[0],
-        confidence=confidence,
-        method="operations in the window / energy bounds from the stated uncertainty",
-        need="" if energy_bounds else "the instrument states no uncertainty",
-    )
     label = _label(gross)
     details = _details(gross)
-    return [
-        Measurement(
-            id="typical_w",
-            value=typical,
+    measurements: list[Measurement] = []
+    unmeasured: list[Unmeasured] = []
+    net: Measurement | None = None
+    if idle.average_w is None:
+        why = f"no idle power: {idle.problem}"
+        unmeasured += [Unmeasured(id="idle_w", reason=why), Unmeasured(id="net_w", reason=why)]
+    else:
+        idle_invalid = "; ".join(p for p in (idle.problem, invalid) if p)
+        measurements.append(
+            Measurement(
+                id="idle_w",
+                value=idle.average_w,
+                unit="W",
+                n=idle.samples_in_window,
+                repeats=1,
+                ci=_interval(idle.average_w, idle, confidence),
+                method="average power over the idle window before the load; " + _label(idle),
+                details=_details(idle),
+                invalid_reason=idle.problem,
+            )
+        )
+        net_w = gross.average_w - idle.average_w
+        net = Measurement(
+            id="net_w",
+            value=net_w,
             unit="W",
             n=gross.samples_in_window,
             repeats=1,
-            ci=ci,
-            method=f"{basis_text} average power over the {window.duration_s:.3f} s load window; "
-            + label,
+            ci=_interval(net_w, gross, confidence),
+            method=f"load power minus idle power ({idle.average_w:.4g} W); " + label,
             details={**details, "gross_w": gross.average_w, "idle_w": idle.average_w},
-            invalid_reason=invalid,
-        ),
-        Measurement(
-            id="idle_w",
-            value=idle_w,
-            unit="W",
-            n=idle.samples_in_window,
-            repeats=1,
-            method="average power over the idle window; " + _label(idle),
-            details=_details(idle),
-            invalid_reason=idle.problem,
-        ),
+            invalid_reason=idle_invalid,
+        )
+        measurements.append(net)
+    gross_figure = Measurement(
+        id="gross_w",
+        value=gross.average_w,
+        unit="W",
+        n=gross.samples_in_window,
+        repeats=1,
+        ci=_interval(gross.average_w, gross, confidence),
+        method=f"average power over the {window.duration_s:.3f} s load window; " + label,
+        details=details,
+        invalid_reason=invalid,
+    )
+    measurements.append(gross_figure)
+    chosen = gross_figure if args.basis == "gross" else net
+    if chosen is None:
+        unmeasured.append(Unmeasured(id="typical_w", reason="idle-subtracted basis, no idle power"))
+    else:
+        measurements.append(
+            chosen.model_copy(
+                update={"id": "typical_w", "method": f"{args.basis} basis: {chosen.method}"}
+            )
+        )
+    energy_bounds = uncertainty_bounds(gross.energy_j, gross)
+    tera = convert(1.0, "TOPS", "OPS")
+    measurements += [
         Measurement(
             id="energy_j",
             value=gross.energy_j,
@@ -434,14 +460,21 @@ def _headline(
         ),
         Measurement(
             id="tops_per_w",
-            value=efficiency,
+            value=ops / tera / gross.energy_j,
             unit="TOPS/W" if unit == "TOPS" else "TFLOPS/W",
             n=gross.samples_in_window,
             repeats=1,
-            ci=eff_ci,
-            method=f"operations completed in the load window / gross energy over the same "
+            ci=Interval(
+                low=None if energy_bounds is None else ops / tera / energy_bounds[1],
+                high=None if energy_bounds is None else ops / tera / energy_bounds[0],
+                confidence=confidence,
+                method="operations in the window / energy bounds from the stated uncertainty",
+                need="" if energy_bounds else "the instrument states no uncertainty",
+            ),
+            method="operations completed in the load window / gross energy over the same "
             f"window; {label}",
             details=details,
             invalid_reason=invalid,
         ),
     ]
+    return measurements, unmeasured
