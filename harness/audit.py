@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import jsonio, signing
+from harness import __version__, jsonio, signing
 from harness.errors import BadInput
 from harness.evaluate import evaluate
+from harness.run import git_revision
 from harness.verify import ENVELOPE_FILE, STATEMENT_FILE
 
 COMPARED = ("tasks", "measurements", "unmeasured", "verdicts")
@@ -20,6 +21,7 @@ COMPARED = ("tasks", "measurements", "unmeasured", "verdicts")
 class AuditResult:
     differences: list[str]
     compared: dict[str, int]
+    notes: list[str]  # e.g. the report was made by another harness revision
 
 
 def _key(section: str, item: dict[str, Any]) -> str:
@@ -75,7 +77,8 @@ def audit(run_dir: Path) -> AuditResult:
     if not evidence_dir.is_dir():
         raise BadInput(run_dir, None, "no evidence/ directory: not a run directory")
     recomputed = evaluate(evidence_dir).as_json()
-    differences = diff_sections(_signed_predicate(run_dir), recomputed)
+    signed = _signed_predicate(run_dir)
+    differences = diff_sections(signed, recomputed)
     statement_file = run_dir / STATEMENT_FILE
     if statement_file.is_file():
         try:
@@ -90,4 +93,20 @@ def audit(run_dir: Path) -> AuditResult:
                 differences += [
                     f"{STATEMENT_FILE}: {d}" for d in diff_sections(predicate, recomputed)
                 ]
-    return AuditResult(differences, {s: len(recomputed[s]) for s in COMPARED})
+    return AuditResult(differences, {s: len(recomputed[s]) for s in COMPARED}, _notes(signed))
+
+
+def _notes(signed: dict[str, Any]) -> list[str]:
+    """Scoring code can change between harness revisions: say when it did."""
+    made_by = signed.get("harness") or {}
+    current = {"version": __version__, "git_revision": git_revision()}
+    if (made_by.get("version"), made_by.get("git_revision")) == (
+        current["version"],
+        current["git_revision"],
+    ):
+        return []
+    return [
+        f"the report was made by harness {made_by.get('version')} "
+        f"(revision {made_by.get('git_revision') or 'unknown'}); this audit runs "
+        f"{current['version']} (revision {current['git_revision'] or 'unknown'})"
+    ]

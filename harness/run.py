@@ -139,7 +139,7 @@ def plan(request: RunRequest, env: dict[str, Any]) -> Plan:
     return Plan(request, loaded, submission, device, hardware_path, key, out, configured)
 
 
-def _git_revision() -> str | None:
+def git_revision() -> str | None:
     root = Path(__file__).resolve().parent.parent
     try:
         rev = subprocess.run(
@@ -298,7 +298,7 @@ def build_statement(
         "hardware": hw,
         "harness": {
             "version": __version__,
-            "git_revision": _git_revision(),
+            "git_revision": git_revision(),
             "python": sys.version.split()[0],
         },
         "run": {

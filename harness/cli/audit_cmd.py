@@ -13,6 +13,8 @@ from harness.audit import audit as audit_run
 def audit(run_dir: Path) -> None:
     """Recompute every measurement and verdict from evidence/ alone; diff with the statement."""
     result = audit_run(run_dir)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     counts = ", ".join(f"{n} {s}" for s, n in result.compared.items())
     if result.differences:
         click.echo(f"MISMATCH: {len(result.differences)} differences ({counts} recomputed)")
