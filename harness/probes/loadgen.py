@@ -8,11 +8,13 @@ one sample repeated as often) before anything else sees those samples; with
 (with `compliance`, LoadGen also logs a seeded random subset of its outputs, as TEST01
 does); with `accuracy` or `compliance`, an AccuracyOnly run that logs every output. Every
 run's LoadGen logs (summary, detail, accuracy; the trace only with `trace: true`) are copied
-verbatim into the evidence with the settings and the session's per-sample failures.
+verbatim into the evidence with the settings and the session's per-sample failures. With
+`accuracy_metric`, the labels of the samples (from a labelled dataset) go into labels.json.
 score: from those logs alone: the scenario's figure (SingleStream p90 latency, MultiStream
 p99 per-query latency, Server completed QPS and p99 latency, Offline samples/s) with
 LoadGen's own INVALID reasons as `invalid_reason`, the highest Server QPS that met the
-latency bound, the TEST01 match fraction, the TEST04 speed ratio and failed samples.
+latency bound, the TEST01 match fraction, the TEST04 speed ratio and failed samples; with
+`accuracy_metric`, the accuracy of the AccuracyOnly run's outputs against labels.json.
 """
 
 from __future__ import annotations
@@ -37,15 +39,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.adapters.protocol import Sample, SampleOutput, SutSession
 from harness.errors import BadInput, SutFailure
-from harness.evidence import EvidenceReader
+from harness.evidence import EvidenceReader, sha256_file
 from harness.models import Interval, Measurement, Unmeasured
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.registry import adapters, probes
+from harness.stats import clopper_pearson
 
 Scenario = Literal["SingleStream", "MultiStream", "Server", "Offline"]
 
 LOG_FILES = ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "mlperf_log_accuracy.json")
 TRACE_FILE = "mlperf_log_trace.json"
+LABELS_FILE = "labels.json"  # the labels accuracy_metric scores against (evidence root)
+AccuracyMetric = Literal["top1", "exact_match"]
 EARLY_STOPPING_CONFIDENCE = 0.99  # LoadGen's early-stopping estimates (results.cc)
 MAX_REASONS = 5  # sample failure reasons kept per run
 MAX_GENERATED_QUERIES = 2_000_000  # cap on what an expected latency makes LoadGen pre-generate
@@ -60,19 +65,53 @@ WARMUP_MAX_OFFLINE_QPS = 2_000_000.0
 # A dataset kind is a pydantic model (with a `kind` literal) and a builder
 # `(spec, wanted, seed) -> list[Sample]`, where `wanted` is the QSL size the task asks for
 # (None: the dataset's own size). Samples must come back with index == position.
+# A labelled kind also registers a LabelSource: the labels of its samples, for
+# `accuracy_metric`.
 
 
 DatasetBuilder = Callable[[Any, int | None, int], list[Sample]]
 DATASETS: dict[str, tuple[type[BaseModel], DatasetBuilder]] = {}
 
 
+@dataclass(frozen=True)
+class Labels:
+    """The labels of a dataset's first samples, in sample order: integer class ids or text,
+    and where they came from (file, sha256...) for the evidence."""
+
+    values: list[int] | list[str]
+    source: dict[str, Any]
+
+    @property
+    def kind(self) -> Literal["int", "text"]:
+        return "text" if any(isinstance(v, str) for v in self.values) else "int"
+
+
+def _always(_spec: Any) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class LabelSource:
+    """How a dataset kind gives labels. `present(spec)` says, reading nothing, whether a
+    spec has labels; `read(spec, count)` returns the labels of its first `count` samples
+    (ValueError or OSError when they cannot be read or do not fit the samples)."""
+
+    read: Callable[[Any, int], Labels]
+    present: Callable[[Any], bool] = _always
+
+
+LABELS: dict[str, LabelSource] = {}
+
+
 def register_dataset(
-    kind: str, model: type[BaseModel]
+    kind: str, model: type[BaseModel], labels: LabelSource | None = None
 ) -> Callable[[DatasetBuilder], DatasetBuilder]:
     def decorate(builder: DatasetBuilder) -> DatasetBuilder:
         if kind in DATASETS:
             raise ValueError(f"dataset kind {kind!r} registered twice")
         DATASETS[kind] = (model, builder)
+        if labels is not None:
+            LABELS[kind] = labels
         return builder
 
     return decorate
@@ -95,6 +134,22 @@ def build_dataset(raw: dict[str, Any], wanted: int | None, seed: int) -> list[Sa
     if not samples:
         raise ValueError(f"dataset {raw['kind']} is empty")
     return samples
+
+
+def dataset_labelled(raw: dict[str, Any]) -> bool:
+    """Whether a (valid) dataset spec gives labels, without reading any file."""
+    source = LABELS.get(raw.get("kind", ""))
+    return source is not None and source.present(validate_dataset(raw))
+
+
+def read_labels(raw: dict[str, Any], count: int) -> Labels:
+    """The labels of the first `count` samples of a labelled dataset spec."""
+    if not dataset_labelled(raw):
+        raise ValueError(f"dataset {raw.get('kind')} has no labels")
+    labels = LABELS[raw["kind"]].read(validate_dataset(raw), count)
+    if len(labels.values) != count:
+        raise ValueError(f"{len(labels.values)} labels for {count} samples")
+    return labels
 
 
 class RandomTensorDataset(BaseModel):
@@ -128,6 +183,17 @@ class TextLinesDataset(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["text_lines"]
     path: str  # a UTF-8 file; every non-empty line is one sample (relative: to the cwd)
+    # a UTF-8 file whose non-empty lines, stripped, label the samples in the same order
+    labels: str | None = None
+
+
+class NpzDataset(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["npz"]
+    # an .npz (relative: to the cwd) with `x`, the inputs (first axis: samples; numeric, or
+    # strings for text SUTs), and `y`, one label per sample (integer class ids or strings)
+    path: str
+    count: int | None = Field(default=None, ge=1)  # None: every sample in the file
 
 
 @register_dataset("random_tensor", RandomTensorDataset)
@@ -147,11 +213,100 @@ def _random_tensor(spec: RandomTensorDataset, wanted: int | None, seed: int) -> 
     return [Sample(index=i, data=np.ascontiguousarray(data[i])) for i in range(count)]
 
 
-@register_dataset("text_lines", TextLinesDataset)
+def _text_lines_labels(spec: TextLinesDataset, count: int) -> Labels:
+    assert spec.labels is not None
+    path = Path(spec.labels)
+    text = path.read_text(encoding="utf-8")
+    values = [line.strip() for line in text.splitlines() if line.strip()]
+    samples = len(_non_empty_lines(Path(spec.path)))
+    if len(values) != samples:
+        raise ValueError(
+            f"{path} holds {len(values)} labels for the {samples} non-empty lines of {spec.path}"
+        )
+    source = {"kind": "text_lines", "path": str(path), "sha256": sha256_file(path)}
+    return Labels(values[:count], source)
+
+
+def _non_empty_lines(path: Path) -> list[str]:
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@register_dataset(
+    "text_lines",
+    TextLinesDataset,
+    LabelSource(_text_lines_labels, lambda spec: spec.labels is not None),
+)
 def _text_lines(spec: TextLinesDataset, wanted: int | None, seed: int) -> list[Sample]:
     path = Path(spec.path)
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = _non_empty_lines(path)
     return [Sample(index=i, data=line, path=str(path)) for i, line in enumerate(lines)]
+
+
+def _npz_arrays(path: Path, *keys: str) -> list[np.ndarray]:
+    """The named arrays of an .npz (ValueError naming what is wrong; nothing is unpickled)."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # not numpy's format, pickled data, a corrupt archive...
+        raise ValueError(f"cannot read {path} as .npz: {type(error).__name__}: {error}") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} is a single .npy array, not an .npz with x and y")
+    with archive:
+        missing = [k for k in keys if k not in archive.files]
+        if missing:
+            raise ValueError(
+                f"{path} has no {', '.join(missing)} (it has: {', '.join(archive.files)})"
+            )
+        arrays = []
+        for key in keys:
+            try:
+                arrays.append(archive[key])
+            except Exception as error:  # object arrays (pickles), a damaged member
+                raise ValueError(
+                    f"cannot read {key} from {path}: {type(error).__name__}: {error}"
+                ) from None
+        return arrays
+
+
+def _npz_label_values(y: np.ndarray, samples: int, path: Path) -> list[int] | list[str]:
+    if y.ndim != 1:
+        raise ValueError(f"{path}: y must be one label per sample (shape {list(y.shape)})")
+    if len(y) != samples:
+        raise ValueError(f"{path}: y holds {len(y)} labels for {samples} samples in x")
+    if y.dtype.kind in "iu":
+        return [int(v) for v in y]
+    if y.dtype.kind == "U":
+        return [str(v).strip() for v in y]
+    if y.dtype.kind == "S":
+        return [bytes(v).decode("utf-8").strip() for v in y]
+    raise ValueError(f"{path}: y must hold integer class ids or strings, not {y.dtype}")
+
+
+def _npz_labels(spec: NpzDataset, count: int) -> Labels:
+    path = Path(spec.path)
+    (y,) = _npz_arrays(path, "y")  # the builder checked y against x
+    values = _npz_label_values(y, len(y), path)
+    source = {"kind": "npz", "path": str(path), "key": "y", "sha256": sha256_file(path)}
+    return Labels(values[:count], source)
+
+
+@register_dataset("npz", NpzDataset, LabelSource(_npz_labels))
+def _npz(spec: NpzDataset, wanted: int | None, seed: int) -> list[Sample]:
+    path = Path(spec.path)
+    x, y = _npz_arrays(path, "x", "y")
+    if x.ndim < 1 or len(x) == 0:
+        raise ValueError(f"{path}: x holds no samples")
+    _npz_label_values(y, len(x), path)
+    count = spec.count or len(x)
+    if count > len(x):
+        raise ValueError(f"{path} holds {len(x)} samples; count is {count}")
+    if x.dtype.kind in "US":
+        texts = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in x[:count]]
+        return [Sample(index=i, data=t, path=str(path)) for i, t in enumerate(texts)]
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"{path}: x must be numeric or strings, not {x.dtype}")
+    return [Sample(index=i, data=np.ascontiguousarray(x[i]), path=str(path)) for i in range(count)]
 
 
 def _default_dataset() -> dict[str, Any]:
@@ -199,6 +354,10 @@ class LoadgenArgs(BaseModel):
     # repeated sample is faster from the CPU's caches alone
     test04_min_saving_ms: float = Field(default=0.05, ge=0)
     trace: bool = False
+    # score the AccuracyOnly run's outputs against the dataset's labels (needs accuracy and
+    # a labelled dataset): top1 (argmax of a score vector, or a class id, vs integer labels)
+    # or exact_match (the output text, stripped, equal to the label)
+    accuracy_metric: AccuracyMetric | None = None
 
     @field_validator("dataset")
     @classmethod
@@ -211,6 +370,15 @@ class LoadgenArgs(BaseModel):
             raise ValueError("scenario Server needs latency_bound_ms")
         if self.server_search and self.scenario != "Server":
             raise ValueError("server_search applies to scenario Server only")
+        if self.accuracy_metric is not None:
+            if not self.accuracy:
+                raise ValueError("accuracy_metric needs accuracy: true")
+            if not dataset_labelled(self.dataset):
+                kind = self.dataset["kind"]
+                raise ValueError(
+                    f"accuracy_metric needs a labelled dataset (npz, or text_lines with "
+                    f"labels); this {kind} dataset has no labels"
+                )
         return self
 
 
@@ -412,6 +580,28 @@ def _split(data: bytes, desc: dict[str, Any]) -> list[np.ndarray] | None:
         arrays.append(np.frombuffer(data[offset : offset + size], dtype=dt).reshape(shape))
         offset += size
     return arrays if offset == len(data) else None
+
+
+def decode_output(data: bytes, desc: dict[str, Any]) -> Any:
+    """One logged response as the session gave it, from its descriptor: text (str), bytes,
+    an array, or a dict of name -> array. None when it holds no output (a failed sample,
+    none given) or does not fit its descriptor (wrong size, text that is not UTF-8)."""
+    kind = desc.get("kind")
+    if kind == "text":
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if kind == "bytes":
+        return data
+    if kind in ("array", "arrays"):
+        arrays = _split(data, desc)
+        if arrays is None:
+            return None
+        if kind == "array":
+            return arrays[0]
+        return {item[0]: a for item, a in zip(desc["items"], arrays, strict=True)}
+    return None
 
 
 def outputs_match(
@@ -685,6 +875,9 @@ class LoadgenProbe:
         names["failed_samples"] = "count"
         if args.accuracy:
             names["accuracy_outputs"] = "count"
+        if args.accuracy_metric is not None:
+            names["accuracy"] = "%"
+            names["accuracy_errors"] = "count"
         if args.compliance:
             names["test01_match"] = "ratio"
             names["test04_speedup"] = "ratio"
@@ -712,6 +905,7 @@ class LoadgenProbe:
             samples = build_dataset(args.dataset, args.sample_count, ctx.seed)
         except (OSError, ValueError) as error:
             raise BadInput("dataset", args.dataset.get("kind"), str(error)) from None
+        labels = _labels_for(args, len(samples))
         session = open_session(ctx)
         failures: list[str] = []
         try:
@@ -726,6 +920,18 @@ class LoadgenProbe:
                     "loadgen": _loadgen_version(),
                 },
             )
+            if labels is not None:
+                # score() reads these, never the dataset: keyed by sample (= qsl) index
+                ctx.evidence.write_json(
+                    LABELS_FILE,
+                    {
+                        "metric": args.accuracy_metric,
+                        "kind": labels.kind,
+                        "count": len(labels.values),
+                        "source": labels.source,
+                        "labels": {str(i): v for i, v in enumerate(labels.values)},
+                    },
+                )
             driver = Driver(lg, session, args.batch_size, args.workers)
             sut = lg.ConstructFastSUT(driver.issue, driver.flush)
             try:
@@ -891,7 +1097,7 @@ class LoadgenProbe:
         if main is None:
             reason = "the evidence holds no performance run (collect did not get that far)"
             for metric in wanted:
-                if metric not in ("test01_match", "test04_speedup", "failed_samples"):
+                if metric not in _SCORED_APART:
                     unmeasured.append(Unmeasured(id=metric, reason=reason))
         else:
             reasons = [invalid_reason(main.log)]
@@ -954,10 +1160,242 @@ class LoadgenProbe:
                         else "",
                     )
                 )
+        if args.accuracy_metric is not None:
+            for result in _accuracy(evidence, runs, args.accuracy_metric, ctx.confidence):
+                if isinstance(result, Measurement):
+                    measurements.append(result)
+                else:
+                    unmeasured.append(result)
         return ScoreResult(measurements, unmeasured)
 
 
+# ------------------------------------------------------------------------ accuracy
+
+
+def _predicted_class(output: Any) -> tuple[int | None, str]:
+    """top1's class for one decoded output: the integer a lone integer (or integral
+    number, or text) is, else the argmax of one score vector (an array, or text of
+    whitespace-separated numbers). (None, why) when the output names no class."""
+    if isinstance(output, dict):
+        if len(output) != 1:
+            return None, f"{len(output)} output arrays ({', '.join(output)}); top1 needs one"
+        output = next(iter(output.values()))
+    if isinstance(output, str):
+        tokens = output.split()
+        if len(tokens) == 1:
+            try:
+                return int(tokens[0]), ""
+            except ValueError:
+                return None, f"text output {_clip(output)!r} is not an integer class id"
+        try:
+            output = np.array([float(t) for t in tokens], dtype=np.float64)
+        except ValueError:
+            return None, f"text output {_clip(output)!r} is neither a class id nor scores"
+    if not isinstance(output, np.ndarray):
+        return None, f"a {type(output).__name__} output names no class"
+    if output.size == 0:
+        return None, "an empty output"
+    if output.dtype.kind not in "iuf":
+        return None, f"an output of dtype {output.dtype} names no class"
+    if output.size == 1:
+        value = output.reshape(-1)[0].item()
+        if isinstance(value, int) or float(value).is_integer():
+            return int(value), ""
+        return None, f"a single number {value!r} is no class id"
+    scores = np.squeeze(output)
+    if scores.ndim != 1:
+        return None, f"an output of shape {list(output.shape)} is not one score vector"
+    if scores.dtype.kind == "f" and np.isnan(scores).any():
+        return None, "NaN among the scores"
+    return int(np.argmax(scores)), ""
+
+
+def _predicted_text(output: Any) -> tuple[str | None, str]:
+    """exact_match's answer for one decoded output: its text, stripped (a lone integer
+    answer also reads as its digits). (None, why) when the output is not text."""
+    if isinstance(output, bytes):
+        try:
+            output = output.decode("utf-8")
+        except UnicodeDecodeError:
+            return None, "a bytes output that is not UTF-8 text"
+    if isinstance(output, str):
+        return output.strip(), ""
+    if isinstance(output, np.ndarray) and output.size == 1 and output.dtype.kind in "iu":
+        return str(int(output.reshape(-1)[0])), ""
+    if isinstance(output, np.ndarray):
+        return None, f"an array output (shape {list(output.shape)}) is not text"
+    return None, f"a {type(output).__name__} output is not text"
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _judge_sample(
+    metric: AccuracyMetric, data: str | None, desc: dict[str, Any] | None, label: Any
+) -> tuple[bool | None, Any, str]:
+    """(correct, prediction, why) for one sample; correct is None when its output cannot
+    be scored (the sample failed, gave no output, or an output the metric cannot read)."""
+    if data is None:
+        return None, None, "LoadGen logged no output for it"
+    kind = desc.get("kind") if desc is not None else None
+    if kind is None:
+        return None, None, "formats.json has no descriptor for it"
+    if kind == "failed":
+        return None, None, "the sample failed"
+    if kind == "none":
+        return None, None, "the session gave no output"
+    assert desc is not None
+    output = decode_output(bytes.fromhex(data), desc)
+    if output is None:
+        return None, None, f"its {len(data) // 2} bytes do not fit its format ({kind})"
+    if metric == "top1":
+        predicted, why = _predicted_class(output)
+        if predicted is None:
+            return None, None, why
+        return predicted == label, predicted, ""
+    text, why = _predicted_text(output)
+    if text is None:
+        return None, None, why
+    return text == str(label).strip(), _clip(text), ""
+
+
+_METRIC_WORDS: dict[str, str] = {
+    "top1": "top-1 accuracy: each output names a class (the argmax of one score vector, "
+    "or a lone integer class id, as a number or as text) compared with the sample's "
+    "integer label",
+    "exact_match": "exact match: each output's text, stripped, compared with the sample's label",
+}
+
+
+def _accuracy(
+    reader: EvidenceReader, runs: dict[str, _Run], metric: AccuracyMetric, confidence: float
+) -> list[Measurement | Unmeasured]:
+    """`accuracy` (%) and `accuracy_errors` from the AccuracyOnly run's logged outputs,
+    decoded with its formats.json, against labels.json; both Unmeasured when either is
+    missing."""
+
+    def unmeasured(reason: str) -> list[Measurement | Unmeasured]:
+        return [Unmeasured(id=i, reason=reason) for i in ("accuracy", "accuracy_errors")]
+
+    acc = runs.get("accuracy")
+    if acc is None:
+        return unmeasured(
+            "the evidence holds no accuracy run (accuracy mode did not run: collect did "
+            "not get that far)"
+        )
+    if not reader.exists(LABELS_FILE):
+        return unmeasured(f"the evidence holds no labels ({LABELS_FILE}): nothing to score against")
+    record = reader.read_json(LABELS_FILE)
+    labels = {int(k): v for k, v in (record.get("labels") or {}).items()}
+    if not labels:
+        return unmeasured(f"{LABELS_FILE} holds no labels")
+    formats_name = f"{acc.dir}/formats.json"
+    if not reader.exists(formats_name):
+        return unmeasured(f"the accuracy run has no {formats_name} to decode its outputs with")
+    formats: dict[str, Any] = reader.read_json(formats_name)
+    logged: dict[int, str] = {}
+    for entry in _accuracy_entries(reader, acc.dir):
+        logged.setdefault(int(entry["qsl_idx"]), str(entry.get("data", "")))
+
+    n = len(labels)
+    correct = unscorable = 0
+    first_wrong: list[dict[str, Any]] = []
+    first_errors: list[dict[str, Any]] = []
+    for idx in sorted(labels):
+        label = labels[idx]
+        ok, predicted, why = _judge_sample(metric, logged.get(idx), formats.get(str(idx)), label)
+        if ok:
+            correct += 1
+        elif ok is None:
+            unscorable += 1
+            if len(first_errors) < MAX_REASONS:
+                first_errors.append({"qsl_idx": idx, "why": why})
+        elif len(first_wrong) < MAX_REASONS:
+            first_wrong.append({"qsl_idx": idx, "predicted": predicted, "label": label})
+    bounds = clopper_pearson(correct, n, confidence)  # the "errors" here are the hits
+    log = f"{acc.dir}/mlperf_log_accuracy.json"
+    details = {
+        "metric": metric,
+        "correct": correct,
+        "wrong": n - correct - unscorable,
+        "unscorable": unscorable,
+        "first_wrong": first_wrong,
+        "first_unscorable": first_errors,
+        "log": log,
+        "formats": formats_name,
+        "labels": LABELS_FILE,
+        "labels_source": record.get("source", {}),
+    }
+    words = _METRIC_WORDS[metric]
+    return [
+        Measurement(
+            id="accuracy",
+            value=100.0 * correct / n,
+            unit="%",
+            n=n,
+            repeats=1,
+            ci=Interval(
+                low=100.0 * bounds.lower,
+                high=100.0 * bounds.upper,
+                confidence=confidence,
+                method="Clopper-Pearson exact one-sided bounds on the proportion of samples "
+                f"answered correctly, each at {confidence:g}, in %",
+            ),
+            method=f"{words}, over every sample of LoadGen's AccuracyOnly run (its logged "
+            f"outputs decoded with the run's formats.json, the labels recorded at collect "
+            f"time in {LABELS_FILE}); a sample that failed, gave no output or gave one the "
+            "metric cannot read counts as wrong (accuracy_errors)",
+            details=details,
+        ),
+        Measurement(
+            id="accuracy_errors",
+            value=float(unscorable),
+            unit="count",
+            n=n,
+            repeats=1,
+            method="samples of the AccuracyOnly run that could not be scored (the sample "
+            "failed, LoadGen logged no output for it, or its output does not fit its format "
+            f"or names no answer for {metric}); `accuracy` counts them as wrong",
+            details={"first_unscorable": first_errors, "log": log},
+        ),
+    ]
+
+
+# metrics score() measures whether or not the performance run is in the evidence
+_SCORED_APART = frozenset(
+    {
+        "test01_match",
+        "test04_speedup",
+        "failed_samples",
+        "accuracy_outputs",
+        "accuracy",
+        "accuracy_errors",
+    }
+)
+
+
 # ------------------------------------------------------------------------ collect helpers
+
+
+def _labels_for(args: LoadgenArgs, count: int) -> Labels | None:
+    """The labels accuracy_metric scores against (None without one); BadInput when the
+    dataset's labels cannot be read or cannot serve the metric."""
+    if args.accuracy_metric is None:
+        return None
+    kind = args.dataset.get("kind")
+    try:
+        labels = read_labels(args.dataset, count)
+    except (OSError, ValueError) as error:
+        raise BadInput("dataset", kind, f"labels: {error}") from None
+    if args.accuracy_metric == "top1" and labels.kind != "int":
+        raise BadInput(
+            "dataset",
+            kind,
+            "accuracy_metric top1 compares class ids, and these labels are text: "
+            "use exact_match, or integer labels",
+        )
+    return labels
 
 
 class _Runner:
