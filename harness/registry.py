@@ -26,6 +26,7 @@ _BUILTIN_MODULES = {
         "harness.adapters.http_sut",
         "harness.adapters.command_sut",
         "harness.adapters.outputs_sut",
+        "harness.adapters.framework_sut",
     ],
 }
 

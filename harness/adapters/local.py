@@ -11,6 +11,13 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from harness.registry import adapters
 
 
+def device_form(device: str) -> str:
+    """Validator: a device is one of auto, cpu, cuda, cuda:N."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise ValueError("expected one of auto, cpu, cuda, cuda:N")
+    return device
+
+
 @adapters.register("local")
 class LocalAdapter:
     """The local machine: its CPU, or a CUDA device torch can see."""
@@ -20,12 +27,7 @@ class LocalAdapter:
         adapter: str = "local"
         device: str = "auto"
 
-        @field_validator("device")
-        @classmethod
-        def _device_form(cls, device: str) -> str:
-            if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
-                raise ValueError("expected one of auto, cpu, cuda, cuda:N")
-            return device
+        _device_form = field_validator("device")(device_form)
 
     description: ClassVar[str] = "the machine the harness runs on (CPU or a local CUDA GPU)"
 

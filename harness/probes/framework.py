@@ -21,6 +21,13 @@ reference and, for an execution provider, when ORT's profiler shows that provide
 at least `min_node_share` of the nodes (a provider that hands every node to the CPU, like
 AzureExecutionProvider, is not a compute backend). Default: every provider onnxruntime
 reports available.
+
+Where these come from: a submission whose `sut:` block is the `framework` adapter
+(`harness.adapters.framework_sut`) gives the reference `model`/`data` (paths from the
+submission's folder), the `bindings` and the `backends`; what it leaves out comes from the
+task's suite args, then from the defaults above. collect() writes what it took, and from
+where, into the evidence (the model's sha256 and origin in reference.json, each command's
+argv, the backend list); score() reads only the evidence and the suite's args.
 """
 
 from __future__ import annotations
@@ -31,18 +38,22 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from harness.adapters._support import one_line
+from harness.adapters.framework_sut import FrameworkAdapter, reference_args, submitted_command
 from harness.evidence import EvidenceReader, EvidenceWriter
 from harness.models import Interval, Measurement, Unmeasured
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.probes.framework_support import (
     CPU_PROVIDER,
     HARNESS_PYTHON_BINDING,
+    BackendSpec,
     CommandSpec,
+    Language,
     Reference,
     ReferenceArgs,
     batch_capacity,
@@ -58,13 +69,13 @@ from harness.probes.framework_support import (
     run_provider,
     session_options,
     sha256_bytes,
+    unique_backends,
 )
 from harness.registry import probes
 from harness.stats import clopper_pearson, median_bounds
 
 Precision = Literal["fp32", "fp16", "int8", "int4"]
 ALL_PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "int8", "int4")
-Language = Literal["c", "cpp", "java", "python"]
 
 # Harness defaults (the guide says only "meets application needs"): the largest accuracy
 # drop vs FP32, in percentage points, for a precision to count as verified.
@@ -77,6 +88,52 @@ REQUIRED_OPS: dict[str, tuple[str, ...]] = {
     "int4": ("com.microsoft.MatMulNBits",),
 }
 MB = 1e6
+FRAMEWORK_ADAPTER = "framework"
+HARNESS_SELF_CHECK = "harness self-check (no bindings given)"
+
+A = TypeVar("A", bound=ReferenceArgs)
+
+
+# ======================================================================== the submission
+
+
+def _submitted(ctx: CollectContext) -> FrameworkAdapter.Args | None:
+    """The submission's `sut:` block, validated with the `framework` adapter's Args, when
+    that is its adapter; None otherwise (the suite's args and the defaults apply)."""
+    if ctx.sut.adapter != FRAMEWORK_ADAPTER:
+        return None
+    return FrameworkAdapter.Args.model_validate(ctx.sut.model_dump())
+
+
+def _with_reference(
+    ctx: CollectContext, submitted: FrameworkAdapter.Args | None, args: A
+) -> tuple[A, str]:
+    """The task's args with the submission's `model`, `data` and `calibration` (absolute
+    paths, from the submission's folder) in place of the suite's when the submission gives
+    a model; and where the reference model comes from, for the evidence."""
+    if submitted is not None and submitted.model is not None:
+        label = ctx.sut_base_dir if ctx.sut_base_dir is not None else "(submission)"
+        paths = reference_args(submitted, ctx.sut_base_dir, label)
+        try:
+            merged = type(args).model_validate({**args.model_dump(), **paths})
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "args"
+            raise ValueError(
+                f"the submission's sut.model with the task's args: {where}: "
+                f"{one_line(first['msg'])}"
+            ) from None
+        return merged, "submission (sut.model, sut.data)"
+    if args.model is not None:
+        return args, "suite (task args model, data)"
+    return args, "harness (seeded scikit-learn digits MLP)"
+
+
+def _reference_note(evidence: EvidenceReader) -> str:
+    """Which reference model the evidence was measured with, for a measurement's method."""
+    facts = evidence.read_json("reference.json")
+    origin = facts.get("origin", facts.get("source", "unrecorded"))
+    return f"Reference model: {origin}, sha256 {facts.get('model_sha256')}."
 
 
 def _default_tolerances() -> dict[str, float]:
@@ -182,8 +239,8 @@ class PrecisionsProbe:
     def collect(self, ctx: CollectContext) -> list[str]:
         import onnxruntime as ort
 
-        args = ctx.args
-        assert isinstance(args, PrecisionsArgs)
+        assert isinstance(ctx.args, PrecisionsArgs)
+        args, origin = _with_reference(ctx, _submitted(ctx), ctx.args)
         ctx.progress("reference model")
         ref = load_reference(args, ctx.seed)
         io = input_facts(ref.model_bytes)
@@ -194,6 +251,7 @@ class PrecisionsProbe:
             "reference.json",
             {
                 **ref.facts,
+                "origin": origin,
                 "io": io,
                 "onnxruntime": ort.__version__,
                 "provider": args.provider,
@@ -327,6 +385,7 @@ class PrecisionsProbe:
                     f"the tolerance {tolerance:g} pp"
                 )
         verified = sum(1 for p in args.precisions if status.get(p) == "ok")
+        facts = evidence.read_json("reference.json")
         measurements.append(
             Measurement(
                 id="verified_precisions",
@@ -338,9 +397,15 @@ class PrecisionsProbe:
                     "precisions whose variant was produced, holds its quantised ops, ran, and "
                     f"whose accuracy drop vs FP32 on the {n} held-out samples has a "
                     f"{ctx.confidence:.0%} upper bound within the tolerance (harness defaults "
-                    "fp16 1 pp, int8 2 pp, int4 5 pp); FP32 counts when it ran"
+                    "fp16 1 pp, int8 2 pp, int4 5 pp); FP32 counts when it ran. "
+                    + _reference_note(evidence)
                 ),
                 details={
+                    "reference_model": {
+                        "origin": facts.get("origin", facts.get("source")),
+                        "sha256": facts.get("model_sha256"),
+                        "data_sha256": facts.get("data_sha256"),
+                    },
                     "per_precision": {p: status.get(p, "not requested") for p in args.precisions},
                     "tolerance_pp": {
                         p: args.tolerance_pp.get(p, DEFAULT_TOLERANCE_PP[p])
@@ -639,7 +704,7 @@ class CheckArgs(ReferenceArgs):
 
 
 def _prepare_reference(
-    ctx: CollectContext, args: CheckArgs, workdir: Path
+    ctx: CollectContext, args: CheckArgs, workdir: Path, origin: str
 ) -> tuple[Path, Path, np.ndarray]:
     """Write the model (work copy, and to the evidence when small), the inputs and the
     reference outputs (ONNX Runtime Python, CPU, FP32); return model path, inputs path,
@@ -662,6 +727,7 @@ def _prepare_reference(
         "reference.json",
         {
             **ref.facts,
+            "origin": origin,
             "io": io,
             "model_stored": stored,
             "inputs": len(x),
@@ -748,38 +814,54 @@ class BindingsProbe:
     def collect(self, ctx: CollectContext) -> list[str]:
         import sys
 
-        args = ctx.args
-        assert isinstance(args, BindingsArgs)
+        assert isinstance(ctx.args, BindingsArgs)
+        submitted = _submitted(ctx)
+        args, origin = _with_reference(ctx, submitted, ctx.args)
         ctx.progress("reference outputs")
-        declared = args.bindings is not None
-        bindings: dict[str, CommandSpec] = {str(k): v for k, v in (args.bindings or {}).items()}
-        if not declared:
-            bindings["python"] = CommandSpec(
-                argv=[sys.executable, "-c", HARNESS_PYTHON_BINDING, "{model}", "{input}"],
-                timeout_s=120.0,
-            )
+        bindings: dict[str, CommandSpec]
+        if submitted is not None and submitted.bindings is not None:
+            source = "submission (sut.bindings)"
+            bindings = {
+                str(lang): submitted_command(spec, ctx.sut_base_dir)
+                for lang, spec in submitted.bindings.items()
+            }
+        elif args.bindings is not None:
+            source = "suite (task args bindings)"
+            bindings = {str(lang): spec for lang, spec in args.bindings.items()}
+        else:
+            source = HARNESS_SELF_CHECK
+            bindings = {
+                "python": CommandSpec(
+                    argv=[sys.executable, "-c", HARNESS_PYTHON_BINDING, "{model}", "{input}"],
+                    timeout_s=120.0,
+                )
+            }
         failures: list[str] = []
         with tempfile.TemporaryDirectory() as tmp:
-            model, inputs, _ = _prepare_reference(ctx, args, Path(tmp))
+            model, inputs, _ = _prepare_reference(ctx, args, Path(tmp), origin)
             for lang, spec in bindings.items():
                 ctx.progress(f"binding {lang}")
                 record = _run_and_store(ctx.evidence, f"bindings/{lang}", spec, model, inputs)
-                record.update(
-                    language=lang,
-                    declared_argv=spec.argv,
-                    source="submission" if declared else "harness self-check (no bindings given)",
-                )
+                record.update(language=lang, declared_argv=spec.argv, source=source)
                 ctx.evidence.write_json(f"bindings/{lang}.json", record)
                 if record["status"] != "ran":
                     failures.append(f"binding {lang}: {record['reason']}")
-        ctx.evidence.write_json("bindings.json", {"languages": list(bindings)})
+        ctx.evidence.write_json(
+            "bindings.json",
+            {
+                "languages": list(bindings),
+                "source": source,
+                "declared": {lang: spec.model_dump() for lang, spec in bindings.items()},
+            },
+        )
         return failures
 
     def score(self, evidence: EvidenceReader, ctx: ScoreContext) -> ScoreResult:
         args = ctx.args
         assert isinstance(args, BindingsArgs)
         reference = _reference_outputs(evidence)
-        languages = evidence.read_json("bindings.json")["languages"]
+        index = evidence.read_json("bindings.json")
+        languages = index["languages"]
         details: dict[str, Any] = {}
         working = 0
         for lang in languages:
@@ -790,6 +872,7 @@ class BindingsProbe:
                 "status": reason,
                 "source": record["source"],
                 "argv": record["declared_argv"],
+                "cwd": record.get("cwd"),
                 "exit_code": record.get("exit_code"),
                 "wall_s": record.get("wall_s"),
                 **({"comparison": detail} if detail else {}),
@@ -804,7 +887,10 @@ class BindingsProbe:
                 f"language bindings (of c, cpp, java, python) whose command ran the reference "
                 f"model on {len(reference)} held-out inputs and printed outputs matching ONNX "
                 f"Runtime Python FP32 within {args.tolerance:g} of max |reference|; the "
-                "language is the submission's declaration, the command line is recorded. "
+                "language and the command line are as declared (source: "
+                f"{index.get('source', 'unrecorded')}) and recorded. "
+                + _reference_note(evidence)
+                + " "
                 + _summary(details)
             ),
             details=details,
@@ -815,41 +901,13 @@ class BindingsProbe:
 # ======================================================================== backends
 
 
-class BackendSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    provider: str | None = None
-    provider_options: dict[str, Any] | None = None
-    command: CommandSpec | None = None
-    chip: str = ""  # what the backend runs on, as declared
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> BackendSpec:
-        if (self.provider is None) == (self.command is None):
-            raise ValueError(f"backend {self.name}: give exactly one of `provider` or `command`")
-        if self.provider_options and self.provider is None:
-            raise ValueError(f"backend {self.name}: provider_options need a provider")
-        return self
-
-
 class BackendsArgs(CheckArgs):
     backends: list[BackendSpec] | None = None
     tolerance: float = Field(default=1e-2, gt=0)  # reduced-precision hardware allowed
     min_node_share: float = Field(default=0.5, gt=0, le=1)
     intra_op_threads: int | None = Field(default=None, ge=1)
 
-    @field_validator("backends")
-    @classmethod
-    def _unique(cls, value: list[BackendSpec] | None) -> list[BackendSpec] | None:
-        if value is None:
-            return None
-        names = [b.name for b in value]
-        providers = [b.provider for b in value if b.provider]
-        if len(set(names)) != len(names):
-            raise ValueError("backend names must be unique")
-        if len(set(providers)) != len(providers):
-            raise ValueError("an execution provider is listed twice (it is one backend)")
-        return value
+    _unique = field_validator("backends")(unique_backends)
 
 
 @probes.register("framework.backends")
@@ -871,22 +929,38 @@ class BackendsProbe:
     def collect(self, ctx: CollectContext) -> list[str]:
         import onnxruntime as ort
 
-        args = ctx.args
-        assert isinstance(args, BackendsArgs)
+        assert isinstance(ctx.args, BackendsArgs)
+        submitted = _submitted(ctx)
+        args, origin = _with_reference(ctx, submitted, ctx.args)
         available = list(ort.get_available_providers())
-        declared = args.backends is not None
-        backends = list(args.backends or [BackendSpec(name=p, provider=p) for p in available])
+        backends: list[BackendSpec]
+        if submitted is not None and submitted.backends is not None:
+            source = "submission (sut.backends)"
+            backends = [
+                b
+                if b.command is None
+                else b.model_copy(
+                    update={"command": submitted_command(b.command, ctx.sut_base_dir)}
+                )
+                for b in submitted.backends
+            ]
+        elif args.backends is not None:
+            source = "suite (task args backends)"
+            backends = list(args.backends)
+        else:
+            source = "onnxruntime.get_available_providers()"
+            backends = [BackendSpec(name=p, provider=p) for p in available]
         ctx.progress("reference outputs")
         failures: list[str] = []
         with tempfile.TemporaryDirectory() as tmp:
-            model, inputs, _ = _prepare_reference(ctx, args, Path(tmp))
+            model, inputs, _ = _prepare_reference(ctx, args, Path(tmp), origin)
             x = _read_inputs(inputs, model)
             for spec in backends:
                 ctx.progress(f"backend {spec.name}")
                 stem = f"backends/{spec.name}"
                 if spec.command is not None:
                     record = _run_and_store(ctx.evidence, stem, spec.command, model, inputs)
-                    record["kind"] = "command"
+                    record.update(kind="command", declared_argv=spec.command.argv)
                 elif spec.provider not in available:
                     record = {
                         "kind": "provider",
@@ -913,7 +987,8 @@ class BackendsProbe:
             "backends.json",
             {
                 "names": [b.name for b in backends],
-                "source": "submission" if declared else "onnxruntime.get_available_providers()",
+                "source": source,
+                "declared": [b.model_dump() for b in backends],
                 "available_providers": available,
             },
         )
@@ -937,6 +1012,11 @@ class BackendsProbe:
                 "status": reason,
                 "kind": record["kind"],
                 "chip": record.get("chip", ""),
+                **(
+                    {"argv": record.get("declared_argv", record.get("argv"))}
+                    if record["kind"] == "command"
+                    else {"provider": record.get("provider")}
+                ),
                 **({"comparison": detail} if detail else {}),
             }
         measurement = Measurement(
@@ -946,11 +1026,14 @@ class BackendsProbe:
             n=len(index["names"]),
             repeats=1,
             method=(
-                f"backends ({index['source']}) that ran the reference model on "
+                f"backends (source: {index['source']}) that ran the reference model on "
                 f"{len(reference)} held-out inputs with outputs within {args.tolerance:g} of "
                 "max |reference| (ONNX Runtime Python CPU FP32) and no top-1 change; an "
                 f"execution provider must have executed >= {args.min_node_share:.0%} of the "
-                "nodes itself (ORT profiler). " + _summary(details)
+                "nodes itself (ORT profiler). "
+                + _reference_note(evidence)
+                + " "
+                + _summary(details)
             ),
             details=details,
         )

@@ -33,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+Language = Literal["c", "cpp", "java", "python"]
 CPU_PROVIDER = "CPUExecutionProvider"
 MODEL_PLACEHOLDER = "{model}"
 INPUT_PLACEHOLDER = "{input}"
@@ -42,6 +43,20 @@ KILL_GRACE_S = 2.0
 
 
 # ------------------------------------------------------------------------ arguments
+
+
+def onnx_suffix(value: str | None) -> str | None:
+    """Validator: a model path names an .onnx file."""
+    if value is not None and not value.endswith(".onnx"):
+        raise ValueError(f"model must be an .onnx file, got {value!r}")
+    return value
+
+
+def npz_suffix(value: str | None) -> str | None:
+    """Validator: a labelled set (or calibration set) path names an .npz file."""
+    if value is not None and not value.endswith(".npz"):
+        raise ValueError(f"expected an .npz file with arrays x (and y), got {value!r}")
+    return value
 
 
 class ReferenceArgs(BaseModel):
@@ -56,6 +71,8 @@ class ReferenceArgs(BaseModel):
     samples for static INT8 calibration; never the held-out set. Paths are absolute or
     relative to the harness's working directory; they are checked when the task starts
     (the suite's arguments are re-read by `harness audit` on machines without the files).
+    A submission's `sut: {adapter: framework}` block gives these three in place of the
+    suite's (its paths start at the submission's folder; `harness.adapters.framework_sut`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -66,19 +83,8 @@ class ReferenceArgs(BaseModel):
     epochs: int = Field(default=30, ge=1, le=1000)
     test_fraction: float = Field(default=0.3, gt=0.05, lt=0.9)
 
-    @field_validator("model")
-    @classmethod
-    def _onnx_suffix(cls, value: str | None) -> str | None:
-        if value is not None and not value.endswith(".onnx"):
-            raise ValueError(f"model must be an .onnx file, got {value!r}")
-        return value
-
-    @field_validator("data", "calibration")
-    @classmethod
-    def _npz_suffix(cls, value: str | None) -> str | None:
-        if value is not None and not value.endswith(".npz"):
-            raise ValueError(f"expected an .npz file with arrays x (and y), got {value!r}")
-        return value
+    _onnx_suffix = field_validator("model")(onnx_suffix)
+    _npz_suffix = field_validator("data", "calibration")(npz_suffix)
 
     @model_validator(mode="after")
     def _model_and_data(self) -> ReferenceArgs:
@@ -106,8 +112,9 @@ class CommandSpec(BaseModel):
     of the largest value) as one integer. Other stdout lines (empty ones excepted) fail
     the check. A non-zero exit fails it with the exit code; still running after
     `timeout_s`, it is killed with its whole process group. The working directory is
-    `cwd` (relative to the harness's) or the harness's own; `env` is added to the
-    harness's environment.
+    `cwd` (relative to the harness's) or the harness's own; for a command a submission
+    declares (`sut: {adapter: framework}`) it is the submission's folder, or `cwd` relative
+    to it. `env` is added to the harness's environment.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -125,6 +132,39 @@ class CommandSpec(BaseModel):
         if not any(INPUT_PLACEHOLDER in part for part in argv):
             raise ValueError("argv must contain '{input}' (the path of the input file)")
         return argv
+
+
+class BackendSpec(BaseModel):
+    """One backend: an ONNX Runtime execution provider, or a command (contract:
+    `CommandSpec`) that runs the reference model on the backend's chip."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    provider: str | None = None
+    provider_options: dict[str, Any] | None = None
+    command: CommandSpec | None = None
+    chip: str = ""  # what the backend runs on, as declared
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> BackendSpec:
+        if (self.provider is None) == (self.command is None):
+            raise ValueError(f"backend {self.name}: give exactly one of `provider` or `command`")
+        if self.provider_options and self.provider is None:
+            raise ValueError(f"backend {self.name}: provider_options need a provider")
+        return self
+
+
+def unique_backends(value: list[BackendSpec] | None) -> list[BackendSpec] | None:
+    """Validator: backend names are unique, and an execution provider is one backend."""
+    if value is None:
+        return None
+    names = [b.name for b in value]
+    providers = [b.provider for b in value if b.provider]
+    if len(set(names)) != len(names):
+        raise ValueError("backend names must be unique")
+    if len(set(providers)) != len(providers):
+        raise ValueError("an execution provider is listed twice (it is one backend)")
+    return value
 
 
 # ------------------------------------------------------------------------ utilities
@@ -187,8 +227,19 @@ class Reference:
 _CACHE: dict[tuple[Any, ...], Reference] = {}
 
 
+class ReferenceFileError(ValueError):
+    """A reference file (`model`, `data` or `calibration`) is missing or malformed; `key`
+    names the argument, the message reads "<key>: <problem>"."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{key}: {problem}")
+
+
 def check_reference_files(args: ReferenceArgs) -> None:
-    """Raise ValueError naming the argument when a given file is missing or malformed."""
+    """Raise ReferenceFileError (a ValueError) naming the argument when a given file is
+    missing or malformed."""
     if args.model is None:
         return
     for key in ("model", "data", "calibration"):
@@ -197,22 +248,40 @@ def check_reference_files(args: ReferenceArgs) -> None:
             continue
         path = Path(value)
         if not path.is_file():
-            raise ValueError(f"{key}: file not found: {path.resolve()}")
+            raise ReferenceFileError(key, f"file not found: {path.resolve()}")
     assert args.data is not None
-    with np.load(args.data, allow_pickle=False) as npz:
-        missing = [k for k in ("x", "y") if k not in npz.files]
-        if missing:
-            raise ValueError(f"data: {args.data} lacks array(s) {missing} (has {npz.files})")
-        if len(npz["x"]) != len(npz["y"]) or len(npz["y"]) == 0:
-            raise ValueError(
-                f"data: x has {len(npz['x'])} samples, y {len(npz['y'])} (need equal, > 0)"
-            )
-        if not np.issubdtype(npz["y"].dtype, np.integer):
-            raise ValueError(f"data: y must hold integer labels, not {npz['y'].dtype}")
+    try:
+        with np.load(args.data, allow_pickle=False) as npz:
+            missing = [k for k in ("x", "y") if k not in npz.files]
+            if missing:
+                raise ReferenceFileError(
+                    "data", f"{args.data} lacks array(s) {missing} (has {npz.files})"
+                )
+            if len(npz["x"]) != len(npz["y"]) or len(npz["y"]) == 0:
+                raise ReferenceFileError(
+                    "data", f"x has {len(npz['x'])} samples, y {len(npz['y'])} (need equal, > 0)"
+                )
+            if not np.issubdtype(npz["y"].dtype, np.integer):
+                raise ReferenceFileError(
+                    "data", f"y must hold integer labels, not {npz['y'].dtype}"
+                )
+    except ReferenceFileError:
+        raise
+    except Exception as error:  # not an .npz archive, pickled objects, a damaged file
+        raise ReferenceFileError(
+            "data", f"cannot read {args.data} as .npz: {type(error).__name__}: {error}"
+        ) from None
     if args.calibration is not None:
-        with np.load(args.calibration, allow_pickle=False) as npz:
-            if "x" not in npz.files:
-                raise ValueError(f"calibration: {args.calibration} lacks array x")
+        try:
+            with np.load(args.calibration, allow_pickle=False) as npz:
+                has_x = "x" in npz.files
+        except Exception as error:
+            raise ReferenceFileError(
+                "calibration",
+                f"cannot read {args.calibration} as .npz: {type(error).__name__}: {error}",
+            ) from None
+        if not has_x:
+            raise ReferenceFileError("calibration", f"{args.calibration} lacks array x")
 
 
 def load_reference(args: ReferenceArgs, seed: int) -> Reference:
