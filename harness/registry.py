@@ -17,7 +17,6 @@ _BUILTIN_MODULES = {
         "harness.probes.models",
         "harness.probes.loadgen",
         "harness.probes.framework",
-        "harness.probes.ocr",
     ],
     "harness.adapters": [
         "harness.adapters.local",
