@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from harness.evidence import EvidenceReader
 from harness.models import HardwareDescription, Interval, Measurement, Unmeasured
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
+from harness.probes.device import is_oom, synchronizer
 from harness.registry import probes
 from harness.stats import median_bounds
 from harness.units import convert
@@ -217,18 +218,6 @@ def make_kernel(precision: str, size: int, device: str, seed: int, group_size: i
     raise ValueError(f"unknown precision {precision}")
 
 
-def _synchronize(device: str) -> Callable[[], None]:
-    import torch
-
-    if device.startswith("cuda"):
-        return lambda: torch.cuda.synchronize(device)
-    return lambda: None
-
-
-def _is_oom(error: BaseException) -> bool:
-    return isinstance(error, MemoryError) or "out of memory" in str(error).lower()
-
-
 # ------------------------------------------------------------------------ the probe
 
 
@@ -273,7 +262,7 @@ class GemmProbe:
                     },
                 )
             return failures
-        sync = _synchronize(device)
+        sync = synchronizer(device)
         for index, precision in enumerate(args.precisions):
             seed = ctx.seed * 1000 + index
             record: dict[str, Any] = {
@@ -353,7 +342,7 @@ class GemmProbe:
                     repeat_s.append(time.perf_counter() - t0)
                 del kernel, run
             except Exception as error:
-                if not _is_oom(error):
+                if not is_oom(error):
                     raise
                 entry.update(status="skipped", reason=f"out of memory: {error}")
                 results.append(entry)

@@ -55,6 +55,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from harness.evidence import EvidenceReader
 from harness.models import Interval, Measurement, Unmeasured
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
+from harness.probes.device import is_oom, synchronizer
 from harness.probes.gemm import _device_facts
 from harness.refmodels import (
     FAMILIES,
@@ -485,18 +486,6 @@ def _ieee_fp32(device: str) -> Iterator[dict[str, Any]]:
         torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32 = saved_legacy
 
 
-def _synchronize(device: str) -> Callable[[], None]:
-    import torch
-
-    if device.startswith("cuda"):
-        return lambda: torch.cuda.synchronize(device)
-    return lambda: None
-
-
-def _is_oom(error: BaseException) -> bool:
-    return isinstance(error, MemoryError) or "out of memory" in str(error).lower()
-
-
 def _autocast(device: str, precision: str) -> Any:
     import torch
 
@@ -716,7 +705,7 @@ class ModelsProbe:
                             )
                         )
                 except Exception as error:
-                    if _is_oom(error):
+                    if is_oom(error):
                         run.update(status="skipped", reason=f"out of memory: {error}")
                     else:
                         run.update(status="error", reason=f"{type(error).__name__}: {error}")
@@ -744,7 +733,7 @@ class ModelsProbe:
             try:
                 train.update(self._train(args, ctx.device, ref, precision, seed["training"]))
             except Exception as error:
-                if _is_oom(error):
+                if is_oom(error):
                     train.update(status="skipped", reason=f"out of memory: {error}")
                 else:
                     train.update(status="error", reason=f"{type(error).__name__}: {error}")
@@ -855,7 +844,7 @@ class ModelsProbe:
         }
         acc_batches = math.ceil(acc_inputs.shape[0] / args.batch)
         result = _time_runs(
-            args, args.batch, acc_batches, lambda: call(one), lambda: call(x), _synchronize(device)
+            args, args.batch, acc_batches, lambda: call(one), lambda: call(x), synchronizer(device)
         )
         result["execution"] = execution
         if result["status"] != "measured":
@@ -939,7 +928,7 @@ class ModelsProbe:
             ref_model = copy.deepcopy(ref.module).train()
             reference_loss = float(ref.loss(ref_model(batches[0][0]), batches[0][1]))
             del ref_model
-        sync = _synchronize(device)
+        sync = synchronizer(device)
         kind = "cuda" if device.startswith("cuda") else "cpu"
         on_dev = [(x.to(device), y.to(device)) for x, y in batches]
 

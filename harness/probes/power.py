@@ -25,6 +25,7 @@ from harness.evidence import EvidenceReader
 from harness.models import Interval, Measurement, Unmeasured
 from harness.power import Window, WindowEnergy, uncertainty_bounds, window_energy
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
+from harness.probes.device import synchronizer
 from harness.probes.gemm import make_kernel, ops_unit, unsupported_reason
 from harness.registry import probes
 from harness.units import convert
@@ -103,7 +104,7 @@ class PowerProbe:
             return []
         assert size is not None
         kernel = make_kernel(args.precision, size, ctx.device, ctx.seed, 32)
-        sync = _synchronize(ctx.device)
+        sync = synchronizer(ctx.device)
         failures: list[str] = []
 
         def busy(seconds: float) -> int:
@@ -244,14 +245,6 @@ class PowerProbe:
 
 
 # ------------------------------------------------------------------------ helpers
-
-
-def _synchronize(device: str) -> Any:
-    import torch
-
-    if device.startswith("cuda"):
-        return lambda: torch.cuda.synchronize(device)
-    return lambda: None
 
 
 def _sample(
