@@ -17,6 +17,7 @@ _BUILTIN_MODULES = {
         "harness.probes.models",
         "harness.probes.loadgen",
         "harness.probes.framework",
+        "harness.probes.ocr",
     ],
     "harness.adapters": [
         "harness.adapters.local",
