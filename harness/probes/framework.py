@@ -47,6 +47,7 @@ from harness.adapters._support import one_line
 from harness.adapters.framework_sut import FrameworkAdapter, reference_args, submitted_command
 from harness.evidence import EvidenceReader, EvidenceWriter
 from harness.models import Interval, Measurement, Unmeasured
+from harness.probes.accuracy import accuracy_percent, paired_drop_pp
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.probes.framework_support import (
     CPU_PROVIDER,
@@ -72,7 +73,7 @@ from harness.probes.framework_support import (
     unique_backends,
 )
 from harness.registry import probes
-from harness.stats import clopper_pearson, median_bounds
+from harness.stats import median_bounds
 
 Precision = Literal["fp32", "fp16", "int8", "int4"]
 ALL_PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "int8", "int4")
@@ -517,52 +518,26 @@ def _unusable_reason(
 
 
 def _accuracy(p: str, correct: np.ndarray, confidence: float) -> Measurement:
-    n = len(correct)
-    right = int(correct.sum())
-    bounds = clopper_pearson(n - right, n, confidence)
-    return Measurement(
-        id=f"{p}.accuracy",
-        value=100.0 * right / n,
-        unit="%",
-        n=n,
-        repeats=1,
-        ci=Interval(
-            low=100.0 * (1.0 - bounds.upper),
-            high=100.0 * (1.0 - bounds.lower),
-            confidence=confidence,
-            method="exact one-sided Clopper-Pearson bounds on the error rate",
-        ),
-        method=f"top-1 accuracy of the {p.upper()} model on the {n} held-out samples",
-        details={"correct": right, "samples": n},
+    n, right = len(correct), int(correct.sum())
+    return accuracy_percent(
+        f"{p}.accuracy",
+        right,
+        n,
+        confidence,
+        f"top-1 accuracy of the {p.upper()} model on the {n} held-out samples",
+        {"correct": right, "samples": n},
     )
 
 
 def _accuracy_drop(
     p: str, ref_correct: np.ndarray, correct: np.ndarray, confidence: float
 ) -> Measurement:
-    n = len(correct)
-    lost = int((ref_correct & ~correct).sum())  # FP32 right, variant wrong
-    gained = int((~ref_correct & correct).sum())  # FP32 wrong, variant right
-    # drop = P(lost) - P(gained): above -P(gained), below P(lost); each bounded exactly.
-    high = 100.0 * clopper_pearson(lost, n, confidence).upper
-    low = -100.0 * clopper_pearson(gained, n, confidence).upper
-    return Measurement(
-        id=f"{p}.accuracy_drop",
-        value=100.0 * (lost - gained) / n,
-        unit="pp",
-        n=n,
-        repeats=1,
-        ci=Interval(
-            low=low,
-            high=high,
-            confidence=confidence,
-            method=(
-                "paired: drop <= P(FP32 right, variant wrong) and >= -P(FP32 wrong, variant "
-                "right), each by an exact one-sided Clopper-Pearson bound"
-            ),
-        ),
-        method=f"FP32 top-1 accuracy minus {p.upper()} top-1 accuracy, same {n} samples",
-        details={"fp32_right_variant_wrong": lost, "fp32_wrong_variant_right": gained},
+    return paired_drop_pp(
+        f"{p}.accuracy_drop",
+        ref_correct,
+        correct,
+        confidence,
+        f"FP32 top-1 accuracy minus {p.upper()} top-1 accuracy, same {len(correct)} samples",
     )
 
 

@@ -41,9 +41,9 @@ from harness.adapters.protocol import Sample, SampleOutput, SutSession
 from harness.errors import BadInput, SutFailure
 from harness.evidence import EvidenceReader, sha256_file
 from harness.models import Interval, Measurement, Unmeasured
+from harness.probes.accuracy import accuracy_percent
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.registry import adapters, probes
-from harness.stats import clopper_pearson
 
 Scenario = Literal["SingleStream", "MultiStream", "Server", "Offline"]
 
@@ -1313,7 +1313,6 @@ def _accuracy(
                 first_errors.append({"qsl_idx": idx, "why": why})
         elif len(first_wrong) < MAX_REASONS:
             first_wrong.append({"qsl_idx": idx, "predicted": predicted, "label": label})
-    bounds = clopper_pearson(correct, n, confidence)  # the "errors" here are the hits
     log = f"{acc.dir}/mlperf_log_accuracy.json"
     details = {
         "metric": metric,
@@ -1329,24 +1328,16 @@ def _accuracy(
     }
     words = _METRIC_WORDS[metric]
     return [
-        Measurement(
-            id="accuracy",
-            value=100.0 * correct / n,
-            unit="%",
-            n=n,
-            repeats=1,
-            ci=Interval(
-                low=100.0 * bounds.lower,
-                high=100.0 * bounds.upper,
-                confidence=confidence,
-                method="Clopper-Pearson exact one-sided bounds on the proportion of samples "
-                f"answered correctly, each at {confidence:g}, in %",
-            ),
-            method=f"{words}, over every sample of LoadGen's AccuracyOnly run (its logged "
+        accuracy_percent(
+            "accuracy",
+            correct,
+            n,
+            confidence,
+            f"{words}, over every sample of LoadGen's AccuracyOnly run (its logged "
             f"outputs decoded with the run's formats.json, the labels recorded at collect "
             f"time in {LABELS_FILE}); a sample that failed, gave no output or gave one the "
             "metric cannot read counts as wrong (accuracy_errors)",
-            details=details,
+            details,
         ),
         Measurement(
             id="accuracy_errors",

@@ -31,7 +31,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from harness.evidence import EvidenceReader
-from harness.models import Interval, Measurement, Unmeasured
+from harness.models import Measurement, Unmeasured
+from harness.probes.accuracy import accuracy_percent, paired_drop_pp
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.probes.framework_support import (
     CPU_PROVIDER,
@@ -42,7 +43,6 @@ from harness.probes.framework_support import (
     sha256_bytes,
 )
 from harness.registry import probes
-from harness.stats import clopper_pearson
 
 OcrPrecision = Literal["fp32", "fp16", "int8"]
 ALL_PRECISIONS: tuple[OcrPrecision, ...] = ("fp32", "fp16", "int8")
@@ -462,23 +462,14 @@ def _unusable(p: str, record: dict[str, Any], args: OcrArgs, n: int) -> str:
 
 
 def _exact_match(p: str, correct: np.ndarray, confidence: float) -> Measurement:
-    n = len(correct)
-    right = int(correct.sum())
-    bounds = clopper_pearson(n - right, n, confidence)
-    return Measurement(
-        id=f"{p}.exact_match",
-        value=100.0 * right / n,
-        unit="%",
-        n=n,
-        repeats=1,
-        ci=Interval(
-            low=100.0 * (1.0 - bounds.upper),
-            high=100.0 * (1.0 - bounds.lower),
-            confidence=confidence,
-            method="exact one-sided Clopper-Pearson bounds on the line error rate",
-        ),
-        method=f"lines the {p.upper()} PP-OCRv4 recognition model reads exactly, of {n}",
-        details={"correct": right, "lines": n},
+    n, right = len(correct), int(correct.sum())
+    return accuracy_percent(
+        f"{p}.exact_match",
+        right,
+        n,
+        confidence,
+        f"lines the {p.upper()} PP-OCRv4 recognition model reads exactly, of {n}",
+        {"correct": right, "lines": n},
     )
 
 
@@ -500,24 +491,10 @@ def _cer(p: str, labels: list[str], predictions: list[str]) -> Measurement:
 
 
 def _drop(p: str, ref: np.ndarray, got: np.ndarray, confidence: float) -> Measurement:
-    n = len(got)
-    lost = int((ref & ~got).sum())
-    gained = int((~ref & got).sum())
-    return Measurement(
-        id=f"{p}.accuracy_drop",
-        value=100.0 * (lost - gained) / n,
-        unit="pp",
-        n=n,
-        repeats=1,
-        ci=Interval(
-            low=-100.0 * clopper_pearson(gained, n, confidence).upper,
-            high=100.0 * clopper_pearson(lost, n, confidence).upper,
-            confidence=confidence,
-            method=(
-                "paired: drop <= P(FP32 right, variant wrong) and >= -P(FP32 wrong, variant "
-                "right), each by an exact one-sided Clopper-Pearson bound"
-            ),
-        ),
-        method=f"FP32 exact-match accuracy minus {p.upper()} exact-match accuracy, same {n} lines",
-        details={"fp32_right_variant_wrong": lost, "fp32_wrong_variant_right": gained},
+    return paired_drop_pp(
+        f"{p}.accuracy_drop",
+        ref,
+        got,
+        confidence,
+        f"FP32 exact-match accuracy minus {p.upper()} exact-match accuracy, same {len(got)} lines",
     )
