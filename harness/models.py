@@ -121,6 +121,14 @@ class PeakValue(Strict):
     unit: str
 
 
+class ToolCheck(Strict):
+    """A toolchain component and the command that proves it is installed and answers."""
+
+    name: str
+    role: Literal["compiler", "driver", "runtime", "dev-environment", "other"]
+    argv: list[str] = Field(min_length=1)
+
+
 class HardwareDescription(Strict):
     """A system description in the spirit of MLPerf's system_desc files."""
 
@@ -134,7 +142,8 @@ class HardwareDescription(Strict):
     memory: str = ""
     interconnect: str = ""
     software_stack: str = ""
-    toolchain: list[str] = Field(default_factory=list)
+    # names as declared; entries with a command are run by the `system.toolchain` probe
+    toolchain: list[str | ToolCheck] = Field(default_factory=list)
     form_factor: str = ""
     tdp_w: float | None = None
     # Dense peak per precision for one device (GPU) or the whole processor.

@@ -18,6 +18,7 @@ _BUILTIN_MODULES = {
         "harness.probes.loadgen",
         "harness.probes.framework",
         "harness.probes.ocr",
+        "harness.probes.toolchain",
     ],
     "harness.adapters": [
         "harness.adapters.local",

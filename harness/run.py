@@ -214,6 +214,7 @@ def _execute_into(
             progress=_prefixed(step, task.id),
             instruments=p.instruments,
             sut_base_dir=p.submission.path.parent if p.submission.path else None,
+            hardware=hardware.load(p.hardware_path) if p.hardware_path else None,
         )
         status: Literal["ok", "partial", "failed"]
         try:

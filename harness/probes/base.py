@@ -28,6 +28,7 @@ class CollectContext:
     progress: Progress = field(default=lambda _message: None)
     instruments: list[Any] = field(default_factory=list)  # validated instrument specs
     sut_base_dir: Path | None = None  # the submission's folder: relative SUT paths start here
+    hardware: HardwareDescription | None = None  # the SUT's system description, if any
 
 
 @dataclass(frozen=True)
