@@ -315,10 +315,10 @@ def test_over_budget_runs_are_skipped_with_the_estimate(tmp_path: Path) -> None:
 def test_warm_ups_recheck_the_budget_with_the_real_batch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import harness.probes.models as models_mod
+    import harness.probes.models.timing as timing
 
     # a probe that claims every small call is free: the warm-ups must still catch the budget
-    monkeypatch.setattr(models_mod, "_probe", lambda *_a, **_k: (1e-9, [1e-9]))
+    monkeypatch.setattr(timing, "_probe", lambda *_a, **_k: (1e-9, [1e-9]))
     args = ModelsArgs.model_validate(
         {
             **TINY,
