@@ -40,24 +40,37 @@ def _safe(fn: Any, *args: Any) -> Any:
 
 
 def gpus() -> tuple[list[dict[str, Any]], str]:
-    """Identity, clocks and power limit of every GPU NVML sees, and a reason if none."""
+    """Identity, clocks and power limit of every GPU NVML sees, and a reason if none. A GPU
+    NVML counts but cannot open (no permission, fallen off the bus) is listed with its error."""
     state = status()
     if not state.available:
         return [], state.reason
     import pynvml
 
-    pynvml.nvmlInit()
+    try:
+        pynvml.nvmlInit()
+    except Exception as error:
+        return [], f"no NVML here: {error}"
     try:
         driver = _text(_safe(pynvml.nvmlSystemGetDriverVersion))
+        try:
+            count = int(pynvml.nvmlDeviceGetCount())
+        except Exception as error:
+            return [], f"NVML cannot count GPUs: {error}"
         out = []
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        for index in range(count):
+            try:
+                handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+                name = _text(pynvml.nvmlDeviceGetName(handle))
+            except Exception as error:
+                out.append({"index": index, "driver": driver, "error": str(error)})
+                continue
             limit_mw = _safe(pynvml.nvmlDeviceGetPowerManagementLimit, handle)
             memory = _safe(pynvml.nvmlDeviceGetMemoryInfo, handle)
             out.append(
                 {
                     "index": index,
-                    "name": _text(pynvml.nvmlDeviceGetName(handle)),
+                    "name": name,
                     "uuid": _text(_safe(pynvml.nvmlDeviceGetUUID, handle)),
                     "driver": driver,
                     "memory_bytes": None if memory is None else int(memory.total),
@@ -77,3 +90,26 @@ def gpus() -> tuple[list[dict[str, Any]], str]:
         return out, ""
     finally:
         _safe(pynvml.nvmlShutdown)
+
+
+def index_of_cuda_device(device: str) -> int:
+    """NVML's index of torch's CUDA device `device` ("cuda" or "cuda:N"), matched by UUID.
+
+    The orders differ: CUDA numbers the devices fastest first unless CUDA_DEVICE_ORDER is
+    PCI_BUS_ID, and CUDA_VISIBLE_DEVICES renumbers torch's devices but not NVML's. Where no
+    UUID matches (no NVML, a MIG instance, a torch without `uuid`), the CUDA ordinal."""
+    ordinal = int(device.split(":")[1]) if ":" in device else 0
+    try:
+        import torch
+
+        uuid = str(getattr(torch.cuda.get_device_properties(ordinal), "uuid", "") or "")
+    except Exception:
+        return ordinal
+    wanted = uuid.lower().removeprefix("gpu-")
+    if not wanted:
+        return ordinal
+    found, _ = gpus()
+    for gpu in found:
+        if str(gpu.get("uuid") or "").lower().removeprefix("gpu-") == wanted:
+            return int(gpu["index"])
+    return ordinal

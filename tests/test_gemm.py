@@ -14,7 +14,15 @@ from harness import jsonio
 from harness.evidence import EvidenceReader
 from harness.models import HardwareDescription
 from harness.probes.base import ScoreContext
-from harness.probes.gemm import TOLERANCE, GemmArgs, GemmProbe, make_kernel, unsupported_reason
+from harness.probes.gemm import (
+    TOLERANCE,
+    GemmArgs,
+    GemmProbe,
+    _tf32,
+    int4_inner_k_tiles,
+    make_kernel,
+    unsupported_reason,
+)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -60,6 +68,24 @@ def test_tf32_on_a_cpu_is_not_measured_with_a_reason() -> None:
     reason = unsupported_reason("tf32", "cpu")
     assert reason and "silently" in reason
     assert unsupported_reason("fp32", "cpu") is None
+
+
+def test_tf32_switch_restores_the_previous_setting() -> None:
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    saved = _tf32(True)
+    assert saved == before and matmul.fp32_precision == "tf32"
+    assert _tf32(saved) == "tf32"
+    assert matmul.fp32_precision == before
+    _tf32(_tf32(False))
+    assert matmul.fp32_precision == before
+
+
+def test_cuda_int4_inner_k_tiles_divide_k() -> None:
+    # int4mm.cu: innerKTiles in {2, 4, 8} and k % (innerKTiles * 16) == 0
+    assert [int4_inner_k_tiles(k) for k in (32, 64, 96, 128, 160, 4096)] == [2, 4, 2, 8, 2, 8]
+    with pytest.raises(ValueError, match="multiple of 32"):
+        int4_inner_k_tiles(48)
 
 
 # ------------------------------------------------------------------ scoring by hand

@@ -248,15 +248,16 @@ def test_server_low_qps_is_valid(tmp_path: Path) -> None:
         scenario="Server",
         null_sut=True,
         target_qps=300,
-        latency_bound_ms=20,
+        # a null SUT answers in microseconds; the bound leaves room for a busy CI machine
+        latency_bound_ms=100,
         min_duration_s=2.0,  # 600 queries: enough for LoadGen's early stopping
     )
     qps, p99 = out.measured["server_qps"], out.measured["latency_p99"]
-    assert qps.invalid_reason == "" and p99.invalid_reason == ""
+    assert qps.invalid_reason == "" and p99.invalid_reason == "", qps.invalid_reason
     assert qps.details["validity"] == "VALID"
-    assert 240 < qps.value < 360  # queries/s: Poisson arrivals at 300
-    assert p99.value < 20
-    assert p99.ci is not None and p99.ci.high == 20  # early stopping: p99 within the bound
+    assert 200 < qps.value < 400  # queries/s: Poisson arrivals at 300
+    assert p99.value < 100
+    assert p99.ci is not None and p99.ci.high == 100  # early stopping: p99 within the bound
 
 
 def test_server_too_short_is_invalid_in_loadgens_words(tmp_path: Path) -> None:

@@ -121,6 +121,8 @@ def fake_pynvml(
         "nvmlDeviceGetPowerManagementLimit": lambda h: 700_000,
         "nvmlDeviceGetPowerUsage": lambda h: int(watts * 1000),
         "nvmlDeviceGetClockInfo": lambda h, clock: 1980 if clock == 1 else 2619,
+        "nvmlDeviceGetMaxClockInfo": lambda h, clock: 1980 if clock == 1 else 2619,
+        "nvmlDeviceGetMemoryInfo": lambda h: SimpleNamespace(total=80 * 2**30),
         "nvmlDeviceGetTemperature": lambda h, sensor: 45,
         "nvmlDeviceGetCurrentClocksThrottleReasons": lambda h: 0x1,
     }
@@ -256,6 +258,51 @@ def test_sampler_stops_promptly_and_errors_in_the_body_propagate(install: Any) -
     record = instrument.record()
     assert record["status"] == "ok"
     assert len(record["energy_counter"]["readings"]) == 2  # enter and exit
+
+
+def test_event_reasons_the_driver_lacks_fall_back_to_throttle_reasons(install: Any) -> None:
+    mod = install(fake_pynvml())
+
+    def not_in_this_driver(handle: Any) -> int:
+        raise FakeError("Function Not Found")
+
+    mod.nvmlDeviceGetCurrentClocksEventReasons = not_in_this_driver  # type: ignore[attr-defined]
+    record = run(NvmlPowerInstrument(0, sample_period_s=0.01))
+    assert record["status"] == "ok"
+    extra = record["extra"]
+    assert extra["clocks_event_reasons_source"] == "nvmlDeviceGetCurrentClocksThrottleReasons"
+    assert all(row[4] == 0x1 for row in extra["telemetry"])
+
+
+def test_gpus_lists_a_gpu_nvml_cannot_open_with_its_error(install: Any) -> None:
+    mod = install(fake_pynvml(gpus=2))
+
+    def handle(index: int) -> Any:
+        if index == 1:
+            raise FakeError("Insufficient Permissions")
+        return ("handle", index)
+
+    mod.nvmlDeviceGetHandleByIndex = handle  # type: ignore[attr-defined]
+    found, reason = nvml.gpus()
+    assert reason == ""
+    assert found[0]["name"] == "Fake GPU" and found[0]["power_limit_w"] == 700.0
+    assert found[1] == {"index": 1, "driver": "999.1", "error": "Insufficient Permissions"}
+    assert mod.calls["init"] == mod.calls["shutdown"]
+
+
+def test_cuda_device_maps_to_the_nvml_index_with_its_uuid(
+    install: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch = pytest.importorskip("torch")
+    mod = install(fake_pynvml(gpus=3))
+    mod.nvmlDeviceGetUUID = lambda h: f"GPU-0000000{h[1]}-aaaa"  # type: ignore[attr-defined]
+    uuids = {0: "00000002-AAAA", 1: "00000000-aaaa", 2: "not-in-nvml"}  # CUDA's order
+    monkeypatch.setattr(
+        torch.cuda, "get_device_properties", lambda i: SimpleNamespace(uuid=uuids[i])
+    )
+    assert nvml.index_of_cuda_device("cuda") == 2
+    assert nvml.index_of_cuda_device("cuda:1") == 0
+    assert nvml.index_of_cuda_device("cuda:2") == 2  # no match: the CUDA ordinal
 
 
 # -- a real GPU ------------------------------------------------------------------------

@@ -14,7 +14,10 @@ outputs, as numpy arrays, in the model's output order.
 
 onnxruntime quietly falls back to the CPU when a requested provider cannot start (a CUDA
 library missing, say); `open()` refuses such a session (SutFailure) rather than measure the
-wrong device.
+wrong device, and a session with a non-CPU provider is built with onnxruntime's fallback
+off, so a provider that fails mid-run fails that sample instead of moving to the CPU.
+onnxruntime's CUDAExecutionProvider comes with the `onnxruntime-gpu` package (which replaces
+`onnxruntime`), not with the CPU package.
 """
 
 from __future__ import annotations
@@ -129,6 +132,12 @@ class OnnxSession:
         options = onnxruntime.SessionOptions()
         if args.intra_op_threads is not None:
             options.intra_op_num_threads = args.intra_op_threads
+        # onnxruntime retries a session whose provider fails to start, or whose run fails in
+        # the provider (EPFail), on the CPU, telling only stdout; `enable_fallback=0` makes
+        # both an error instead, so no sample is measured on the wrong device.
+        no_fallback = (
+            {} if set(args.providers) == {"CPUExecutionProvider"} else {"enable_fallback": 0}
+        )
         self.session: Any
         try:
             self.session = onnxruntime.InferenceSession(
@@ -138,6 +147,7 @@ class OnnxSession:
                 provider_options=(
                     [dict(o) for o in args.provider_options] if args.provider_options else None
                 ),
+                **no_fallback,
             )
         except Exception as error:
             raise SutFailure(f"onnxruntime cannot load {self.path}: {one_line(error)}") from None

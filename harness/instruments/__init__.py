@@ -221,8 +221,9 @@ def parse(raw: list[InstrumentSpec], source: str | Path, base_dir: Path | None) 
 def _device_sensors(device: str) -> list[Any]:
     """The sensors a local device has of its own: NVML for a CUDA GPU, RAPL for a CPU."""
     if device.startswith("cuda"):
-        index = int(device.split(":")[1]) if ":" in device else 0
-        return [NvmlSpec(index=index)]
+        from harness.nvml import index_of_cuda_device
+
+        return [NvmlSpec(index=index_of_cuda_device(device))]
     return [RaplSpec()]
 
 

@@ -184,9 +184,14 @@ class NvmlPowerInstrument(PollingSampler):
             "nvmlDeviceGetCurrentClocksEventReasons",
             "nvmlDeviceGetCurrentClocksThrottleReasons",
         ):
-            if hasattr(p, fn):
-                self._reasons_fn, self._reasons_source = getattr(p, fn), fn
-                break
+            if not hasattr(p, fn):
+                continue
+            try:  # a pynvml newer than the driver has the name but not the function
+                getattr(p, fn)(h)
+            except Exception:
+                continue
+            self._reasons_fn, self._reasons_source = getattr(p, fn), fn
+            break
 
         if not self._energy_ok and self._power_source is None:
             return (

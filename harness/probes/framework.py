@@ -295,10 +295,13 @@ class PrecisionsProbe:
                 record["file"]["stored"] = name
                 stored_bytes += len(data)
             try:
+                # fallback off: a provider failing mid-run (EPFail) must not move the
+                # remaining predictions and timings to the CPU
                 session = ort.InferenceSession(
                     data,
                     session_options(args.intra_op_threads),
                     providers=[args.provider],
+                    **({} if args.provider == CPU_PROVIDER else {"enable_fallback": 0}),
                 )
                 if session.get_providers()[0] != args.provider:
                     raise RuntimeError(

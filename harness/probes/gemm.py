@@ -116,7 +116,10 @@ def unsupported_reason(precision: str, device: str) -> str | None:
         if cap is None and not hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu"):
             return f"torch {torch.__version__} has no INT4 GEMM kernel for the CPU"
         if cap is not None and cap < (8, 0):
-            return f"torch's INT4 GEMM kernel needs compute capability >= 8.0; this GPU has {cap}"
+            return (
+                "torch's INT4 GEMM kernel needs compute capability >= 8.0; "
+                f"this GPU has {cap[0]}.{cap[1]}"
+            )
     return None
 
 
@@ -133,14 +136,36 @@ class Kernel:
     inputs: dict[str, Any]  # the operands as the kernel saw them (for independent checks)
 
 
-def _tf32(enabled: bool) -> None:
+def _tf32(enabled: bool | str) -> Any:
+    """Set cuBLAS FP32 matmuls to TF32 (True) or IEEE FP32 (False), or back to a value this
+    returned before; returns the previous value. torch >= 2.9 has the per-backend
+    `fp32_precision` ("tf32", "ieee" or "none" = inherit) that the CUDA BLAS calls read; the
+    legacy `allow_tf32` getter raises while only the new setting says TF32, so only the new
+    API is used where it exists."""
     import torch
 
     matmul = torch.backends.cuda.matmul
     if hasattr(matmul, "fp32_precision"):
-        matmul.fp32_precision = "tf32" if enabled else "ieee"
-    else:  # older torch
-        matmul.allow_tf32 = enabled
+        previous = matmul.fp32_precision
+        if isinstance(enabled, bool):
+            enabled = "tf32" if enabled else "ieee"
+        matmul.fp32_precision = enabled
+        return previous
+    previous = matmul.allow_tf32  # older torch
+    matmul.allow_tf32 = enabled == "tf32" if isinstance(enabled, str) else enabled
+    return previous
+
+
+def int4_inner_k_tiles(k: int) -> int:
+    """innerKTiles for torch's CUDA INT4 packing: the largest of 8, 4, 2 whose k-tile group
+    (innerKTiles x 16) divides k (int4mm.cu checks k % (innerKTiles * 16) == 0)."""
+    for tiles in (8, 4, 2):
+        if k % (tiles * 16) == 0:
+            return tiles
+    raise ValueError(f"k = {k} is not a multiple of 32, which torch's CUDA INT4 kernel needs")
+
+
+CUDA_INT4_GROUP_SIZES = (32, 64, 128, 256)  # the only qGroupSize int4mm.cu instantiates
 
 
 def make_kernel(precision: str, size: int, device: str, seed: int, group_size: int) -> Kernel:
@@ -174,7 +199,12 @@ def make_kernel(precision: str, size: int, device: str, seed: int, group_size: i
 
     if precision == "int8":
         a8 = torch.randint(-128, 128, (m, k), generator=gen, dtype=torch.int8).to(device)
-        b8 = torch.randint(-128, 128, (k, n), generator=gen, dtype=torch.int8).to(device)
+        b8 = torch.randint(-128, 128, (k, n), generator=gen, dtype=torch.int8)
+        # On CUDA, mat2 goes column-major (the same values, stored as the transpose): that is
+        # the layout cuBLASLt's int8 GEMM has kernels for; PyTorch's own test__int_mm expects
+        # row-major x row-major to fail on CUDA 13 and before Ampere. CUDA also needs m > 16
+        # and k, n multiples of 8 (Blas.cpp _int_mm_out_cuda): sizes are multiples of 32.
+        b8 = b8.T.contiguous().to(device).T if device.startswith("cuda") else b8.to(device)
 
         def run8() -> Any:
             return torch._int_mm(a8, b8)
@@ -193,8 +223,16 @@ def make_kernel(precision: str, size: int, device: str, seed: int, group_size: i
         zeros = torch.zeros_like(scales)
         scale_zero = torch.stack([scales, zeros], dim=-1).contiguous()  # [k/g, n, 2]
         if device.startswith("cuda"):
+            if group_size not in CUDA_INT4_GROUP_SIZES:
+                raise ValueError(
+                    f"torch's CUDA INT4 kernel takes group sizes {CUDA_INT4_GROUP_SIZES}, "
+                    f"not {group_size}"
+                )
+            # [n, k/2] uint8, the even k in the high nibble (int4mm.cu
+            # matrix_to_m16n8k16_Bint4_layout); scale_zero [k/g, n, 2] bf16, read as bf16
+            # without a dtype check; the kernel dequantises (q - 8) * scale + zero.
             packed_in = ((w[:, ::2] << 4) | w[:, 1::2]).to(torch.uint8).to(device)
-            packed = torch._convert_weight_to_int4pack(packed_in, 8)
+            packed = torch._convert_weight_to_int4pack(packed_in, int4_inner_k_tiles(k))
             xd, szd = x.to(device), scale_zero.to(device)
 
             def run4() -> Any:
@@ -277,7 +315,7 @@ class GemmProbe:
                 ctx.evidence.write_json(f"{precision}.json", record)
                 ctx.progress(f"{precision}: not supported")
                 continue
-            _tf32(precision == "tf32")
+            saved_tf32 = _tf32(precision == "tf32")
             try:
                 ctx.progress(f"{precision}: correctness check")
                 record["check"] = _check(precision, args, device, seed)
@@ -287,7 +325,7 @@ class GemmProbe:
                 record.update(status="error", reason=f"{type(error).__name__}: {error}")
                 failures.append(f"{precision}: {record['reason']}")
             finally:
-                _tf32(False)
+                _tf32(saved_tf32)
                 if device.startswith("cuda"):
                     torch.cuda.empty_cache()
             ctx.evidence.write_json(f"{precision}.json", record)
@@ -543,7 +581,8 @@ def nominal_peak(
         peak = hardware.nominal_peak[precision]
         return convert(peak.value, peak.unit, unit), f"{peak.value:g} {peak.unit} per device"
     per_cycle = hardware.peak_ops_per_core_cycle.get(precision)
-    if per_cycle and hardware.peak_clock_ghz and device.get("threads"):
+    on_cpu = not str(device.get("device", "")).startswith("cuda")  # "threads" are CPU threads
+    if per_cycle and hardware.peak_clock_ghz and device.get("threads") and on_cpu:
         cores = int(device["threads"])
         raw = per_cycle * cores * hardware.peak_clock_ghz * 1e9
         base = "OPS" if unit == "TOPS" else "FLOPS"

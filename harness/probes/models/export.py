@@ -65,15 +65,22 @@ def _ort_session(model: Path | bytes, backend: str, device: str) -> tuple[Any, d
     else:
         index = int(device.split(":", 1)[1]) if ":" in device else 0
         cuda_options = {"device_id": str(index), "use_tf32": "0"}
+        # without enable_fallback=0, ORT retries a failing CUDA provider on the CPU silently
         try:
             session = ort.InferenceSession(
-                source, options, providers=[("CUDAExecutionProvider", cuda_options)]
+                source,
+                options,
+                providers=[("CUDAExecutionProvider", cuda_options)],
+                enable_fallback=0,
             )
             facts["cuda_options"] = cuda_options
         except Exception as error:  # an older provider without use_tf32
             facts["use_tf32_rejected"] = f"{type(error).__name__}: {error}"
             session = ort.InferenceSession(
-                source, options, providers=[("CUDAExecutionProvider", {"device_id": str(index)})]
+                source,
+                options,
+                providers=[("CUDAExecutionProvider", {"device_id": str(index)})],
+                enable_fallback=0,
             )
         used = session.get_providers()
         if not used or used[0] != "CUDAExecutionProvider":

@@ -1,0 +1,208 @@
+"""LoadGen's SUT and QSL callbacks over one `SutSession`."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from harness.adapters.protocol import Sample, SampleOutput, SutSession
+from harness.probes.loadgen.logs import MAX_REASONS
+from harness.probes.loadgen.outputs import encode_output
+
+
+@dataclass
+class RunStats:
+    answered: int = 0
+    failed: int = 0
+    reasons: list[str] = field(default_factory=list)
+    formats: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"answered": self.answered, "failed": self.failed, "first_failures": self.reasons}
+
+
+class Driver:
+    """LoadGen's SUT and QSL callbacks over one session."""
+
+    def __init__(self, lg: Any, session: SutSession, batch_size: int, workers: int) -> None:
+        self.lg = lg
+        self.session = session
+        self.batch_size = batch_size
+        self.workers = workers
+        self.samples: list[Sample] = []
+        self.table: list[Sample | None] = []
+        self.stats = RunStats()
+        self.record_formats = False
+        # sample index -> (weak reference to the SampleOutput last answered for it, pointer,
+        # size): a session that hands back the same SampleOutput again skips re-encoding
+        self._cache: dict[int, tuple[Callable[[], Any], int, int]] = {}
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[tuple[list[int], list[int]] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    # ---------------------------------------------------------------- per run
+
+    def begin(self, samples: list[Sample], record_formats: bool) -> None:
+        self.samples = samples
+        self.table = [None] * len(samples)
+        self.stats = RunStats()
+        self.record_formats = record_formats
+        self._threads = [
+            threading.Thread(target=self._serve_queue, name=f"loadgen-worker-{i}", daemon=True)
+            for i in range(self.workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def end(self) -> RunStats:
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
+        self.table = []
+        return self.stats
+
+    # ---------------------------------------------------------------- QSL
+
+    def load(self, indices: list[int]) -> None:
+        table, samples = self.table, self.samples
+        for i in indices:
+            table[i] = samples[i]
+
+    def unload(self, indices: list[int]) -> None:
+        table = self.table
+        for i in indices:
+            table[i] = None
+
+    # ---------------------------------------------------------------- SUT
+
+    def issue(self, ids: list[int], indices: list[int]) -> None:
+        if self._threads:
+            self._queue.put((ids, indices))
+        else:
+            self._serve(ids, indices)
+
+    def flush(self) -> None:
+        pass
+
+    def _serve_queue(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            self._serve(*item)
+
+    def _serve(self, ids: list[int], indices: list[int]) -> None:
+        size = self.batch_size
+        if len(ids) <= size:
+            self._answer(ids, indices)
+            return
+        for start in range(0, len(ids), size):
+            self._answer(ids[start : start + size], indices[start : start + size])
+
+    def _fail(self, count: int, reason: str) -> None:
+        with self._lock:
+            self.stats.failed += count
+            if len(self.stats.reasons) < MAX_REASONS:
+                self.stats.reasons.append(reason)
+
+    def _answer(self, ids: list[int], indices: list[int]) -> None:
+        """Answer one chunk; LoadGen gets a response for every id whatever happens (an
+        exception escaping into LoadGen's thread would end the process, a missing response
+        would hang the run)."""
+        lg = self.lg
+        response = lg.QuerySampleResponse
+        self.stats.answered += len(ids)
+        try:
+            table = self.table
+            samples = cast("list[Sample]", [table[x] for x in indices])
+            outs = self.session.run(samples)
+            if len(outs) != len(samples):
+                raise ValueError(f"session answered {len(outs)} of {len(samples)} samples")
+        except Exception as error:
+            self._fail(len(ids), f"session.run raised {type(error).__name__}: {error}")
+            lg.QuerySamplesComplete([response(i, 0, 0) for i in ids])
+            return
+        responses: list[Any] = []
+        keep: list[Any] = []
+        append = responses.append
+        if self.record_formats:
+            self._answer_recording(ids, samples, outs, responses, keep)
+        else:
+            # the hot path: a session that hands back the very SampleOutput it gave for this
+            # sample before (validated and encoded then) costs one lookup
+            cache_get = self._cache.get
+            for rid, s, o in zip(ids, samples, outs, strict=True):
+                hit = cache_get(s.index)
+                if hit is not None and hit[0]() is o:
+                    append(response(rid, hit[1], hit[2]))
+                else:
+                    self._encode(rid, s, o, append, keep)
+        lg.QuerySamplesComplete(responses)
+        del keep  # LoadGen has copied what it logs
+
+    def _encode(
+        self, rid: int, s: Sample, o: SampleOutput, append: Callable[[Any], None], keep: list[Any]
+    ) -> None:
+        response = self.lg.QuerySampleResponse
+        if o.error is not None or o.index != s.index:
+            self._fail(1, _failure(s, o))
+            append(response(rid, 0, 0))
+            return
+        out = o.output
+        if out is None:
+            self._cache[s.index] = (weakref.ref(o), 0, 0)
+            append(response(rid, 0, 0))
+            return
+        try:
+            pointer, size, hold, _ = encode_output(out)
+        except Exception as error:
+            self._fail(1, f"sample {s.index}: {type(error).__name__}: {error}")
+            append(response(rid, 0, 0))
+            return
+        if hold is out:  # no copy was made: o keeps the buffer alive as long as it lives
+            self._cache[s.index] = (weakref.ref(o), pointer, size)
+        keep.append(hold)
+        append(response(rid, pointer, size))
+
+    def _answer_recording(
+        self,
+        ids: list[int],
+        samples: list[Sample],
+        outs: Sequence[SampleOutput],
+        responses: list[Any],
+        keep: list[Any],
+    ) -> None:
+        response = self.lg.QuerySampleResponse
+        formats = self.stats.formats
+        for rid, s, o in zip(ids, samples, outs, strict=True):
+            if o.error is not None or o.index != s.index:
+                self._fail(1, _failure(s, o))
+                formats[s.index] = {"kind": "failed"}
+                responses.append(response(rid, 0, 0))
+                continue
+            if o.output is None:
+                formats[s.index] = {"kind": "none"}
+                responses.append(response(rid, 0, 0))
+                continue
+            try:
+                pointer, size, hold, desc = encode_output(o.output)
+            except Exception as error:
+                self._fail(1, f"sample {s.index}: {type(error).__name__}: {error}")
+                formats[s.index] = {"kind": "failed"}
+                responses.append(response(rid, 0, 0))
+                continue
+            formats[s.index] = desc
+            keep.append(hold)
+            responses.append(response(rid, pointer, size))
+
+
+def _failure(sample: Sample, out: SampleOutput) -> str:
+    if out.error is not None:
+        return f"sample {sample.index}: {out.error}"
+    return f"sample {sample.index}: the session answered it as sample {out.index}"
