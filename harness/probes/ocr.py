@@ -5,7 +5,7 @@
 collect: renders a seeded set of short text lines (upper-case letters and digits, e.g.
 "A7K 2031") with Pillow's built-in font at a fixed height, stores each image (PNG), its
 sha256 and its label; builds the FP16 and INT8 variants with the D04 framework helpers
-(`framework_support.make_variant`; for INT8 the FP32 graph first goes through
+(`framework.variants.make_variant`; for INT8 the FP32 graph first goes through
 onnxruntime's `quant_pre_process`, which folds the model's Constant weights into
 initializers the quantisers need), records each variant's op counts (the quantised ops
 must be there) and every predicted text (rapidocr's preprocessing and CTC greedy decoding
@@ -34,7 +34,7 @@ from harness.evidence import EvidenceReader
 from harness.models import Measurement, Unmeasured
 from harness.probes.accuracy import accuracy_percent, paired_drop_pp
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
-from harness.probes.framework_support import (
+from harness.probes.framework import (
     CPU_PROVIDER,
     captured_logs,
     graph_facts,

@@ -11,7 +11,7 @@ import numpy as np
 
 from harness.probes.base import CollectContext
 from harness.probes.device import is_oom
-from harness.probes.framework_support import sha256_bytes
+from harness.probes.framework import sha256_bytes
 from harness.probes.gemm import _device_facts
 from harness.probes.models.args import ModelsArgs
 from harness.probes.models.collect_inference import _ort_infer, _torch_infer, _torch_outputs

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.probes.framework_support import sha256_bytes
+from harness.probes.framework import sha256_bytes
 from harness.refmodels import RefModel
 
 if TYPE_CHECKING:
