@@ -17,7 +17,9 @@ The simulated analyzer behaves like a real one where the tests need it to:
 Faults: after `drop_after_samples` samples have been read, or `drop_after_s` seconds after
 Go, the next request (or a pending RL wait) hits the fault: "close" (the connection is
 closed), "garbage" (a line that is not a PTDaemon reply), or "silence" (no reply at all).
-The fault fires once per server.
+The fault fires once per server. With `fault_in_measurement` N it is armed only during the
+N-th measurement (1-based, counting every Go), so a test can aim it at one pass of several
+whatever the timing of the passes before it.
 
 It bounds itself: everything stops on `close()` (the `with` block's end) or after
 `lifetime_s`, whichever comes first; no loop waits without a timeout.
@@ -181,6 +183,7 @@ class LoopbackPtd:
         drop_after_samples: int | None = None,
         drop_after_s: float | None = None,
         fault: Fault = "close",
+        fault_in_measurement: int | None = None,
         lifetime_s: float = 60.0,
     ) -> None:
         self.waveform = waveform
@@ -189,6 +192,7 @@ class LoopbackPtd:
         self.drop_after_samples = drop_after_samples
         self.drop_after_s = drop_after_s
         self.fault: Fault = fault
+        self.fault_in_measurement = fault_in_measurement
         self.lifetime_s = lifetime_s
         self.commands: list[str] = []  # every command received, in order
         self.measurements: list[Measurement] = []
@@ -331,13 +335,20 @@ class LoopbackPtd:
         except OSError:
             conn.closed = True
 
+    def _fault_armed(self) -> bool:
+        """The fault has not fired yet and the current measurement is the one it aims at."""
+        with self._lock:
+            if self.fault_fired_at is not None or self.current is None:
+                return False
+            wanted = self.fault_in_measurement
+            return wanted is None or len(self.measurements) == wanted
+
     def _fault_due(self) -> bool:
         with self._lock:
-            if self.fault_fired_at is not None:
+            if not self._fault_armed():
                 return False
             m = self.current
-            if m is None:
-                return False
+            assert m is not None
             if self.drop_after_samples is not None and m.delivered >= self.drop_after_samples:
                 return True
             return (
@@ -453,7 +464,7 @@ class LoopbackPtd:
         if m.available(time.monotonic()) <= m.delivered and m.stop_monotonic is None:
             # PTDaemon holds RL for up to one interval until a sample shows up
             deadline = m.next_sample_at()
-            if self.drop_after_s is not None and self.fault_fired_at is None:
+            if self.drop_after_s is not None and self._fault_armed():
                 deadline = min(deadline, m.go_monotonic + self.drop_after_s)
             self._stopped.wait(max(0.0, min(deadline - time.monotonic(), m.period_s)))
             if self._stopped.is_set():
@@ -463,7 +474,7 @@ class LoopbackPtd:
                 return None
         with self._lock:
             count = m.available(time.monotonic()) - m.delivered
-            if self.drop_after_samples is not None and self.fault_fired_at is None:
+            if self.drop_after_samples is not None and self._fault_armed():
                 count = min(count, self.drop_after_samples - m.delivered)
             if count <= 0:
                 return "No unread samples"

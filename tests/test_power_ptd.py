@@ -78,13 +78,19 @@ def test_wall_power_with_a_ranging_pass(tmp_path: Path, monkeypatch: pytest.Monk
 def test_a_meter_that_disconnects_makes_power_inconclusive_and_the_run_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # the server drops 0.9 s after a Go: after the ranging pass (0.5 s) and the idle
-    # interval (0.6 s) have ended, inside the 1.5 s load window
-    with LoopbackPtd(Constant(42.0), drop_after_s=0.9) as ptd:
+    # the server drops 0.9 s after the third Go, inside the 1.5 s load window; armed for
+    # that measurement only, so a slow ranging pass (0.5 s) or idle interval (0.6 s) cannot
+    # set it off early, however late their Stop arrives
+    with LoopbackPtd(Constant(42.0), drop_after_s=0.9, fault_in_measurement=3) as ptd:
         suite, submission = _setup(tmp_path, ptd.port)
         out = tmp_path / "run"
         argv = ["run", str(suite), "--submission", str(submission), "--out", str(out)]
         code = _run(argv, monkeypatch)
+        marks = [m.mark for m in ptd.measurements]
+        fired_at = ptd.fault_fired_at
+    # ranging, idle, load: the fault hit the load pass
+    assert marks == ["wall-ranging", "wall", "wall"]
+    assert fired_at is not None and fired_at >= ptd.measurements[2].go_monotonic + 0.9
     assert code == 3  # an instrument failed during the run; the report is still written
     predicate = json.loads((out / "statement.json").read_text())["predicate"]
     verdicts = {v["indicator"]: v for v in predicate["verdicts"]}
