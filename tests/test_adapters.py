@@ -728,9 +728,15 @@ def test_command_batch(tmp_path: Path) -> None:
         assert session.describe()["process_starts"] == 3
 
         # an extra line puts it out of step: caught before the next input is sent (once the
-        # reader has seen it: best effort, hence the pause), restarted after
+        # reader has seen it: best effort, hence the wait for the reader, not a fixed pause
+        # a slow machine could outlast), restarted after
         assert outputs_of(session.run([Sample(30, "twice")])) == ["one"]  # the first line
-        time.sleep(0.3)
+        process = session._process
+        assert process is not None
+        deadline = time.monotonic() + 10
+        while process.lines.empty() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not process.lines.empty()  # the unasked-for "TWICE" is queued
         (skewed,) = session.run([Sample(31, "i")])
         assert skewed.error is not None and "out of step" in skewed.error
         assert outputs_of(session.run([Sample(32, "j")])) == ["J"]

@@ -20,7 +20,7 @@ tasks:
   - id: power
     probe: power.gemm_load
     args: {precision: int8, size: {cpu: 128, cuda: 1024}, idle_s: 0.6, warmup_s: 0.1,
-           duration_s: 1.5, allowed_domains: [wall]}
+           duration_s: 2.0, allowed_domains: [wall]}
   - id: gemm
     probe: compute.gemm
     args: {precisions: [int8], sizes: {cpu: [64], cuda: [256]}, repeats: 5, warmup: 1,
@@ -42,13 +42,22 @@ def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
     return int(info.value.code or 0)
 
 
+# The judge wants the load window's samples to start and end within one sample period of
+# its edges, no gap over two periods, and 95 % of the expected count. The client places each
+# RL batch by its arrival, so a thread that wakes late (a busy or briefly stalled machine)
+# shifts a batch by up to a period: at 0.1 s that takes a stall of over 50 ms at the
+# window's start, where 0.05 s gave way at 25 ms; 2 s of load keep 20 samples, so one may
+# still be missed.
+PERIOD_S = 0.1
+
+
 def _setup(tmp_path: Path, port: int) -> tuple[Path, Path]:
     (tmp_path / "suite.yaml").write_text(SUITE)
     submission = tmp_path / "submission.yaml"
     submission.write_text(
         "applicant: A\nproduct: B\nsuite: ptd-test\nsut: {adapter: local, device: cpu}\n"
         f"instruments:\n  - {{kind: ptdaemon, host: 127.0.0.1, port: {port}, "
-        "sample_period_s: 0.05, ranging_s: 0.5}\n"
+        f"sample_period_s: {PERIOD_S}, ranging_s: 0.5}}\n"
     )
     return tmp_path / "suite.yaml", submission
 
@@ -78,7 +87,7 @@ def test_wall_power_with_a_ranging_pass(tmp_path: Path, monkeypatch: pytest.Monk
 def test_a_meter_that_disconnects_makes_power_inconclusive_and_the_run_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # the server drops 0.9 s after the third Go, inside the 1.5 s load window; armed for
+    # the server drops 0.9 s after the third Go, inside the 2 s load window; armed for
     # that measurement only, so a slow ranging pass (0.5 s) or idle interval (0.6 s) cannot
     # set it off early, however late their Stop arrives
     with LoopbackPtd(Constant(42.0), drop_after_s=0.9, fault_in_measurement=3) as ptd:
