@@ -3,14 +3,16 @@
 `cli(*args)` runs `harness.cli.main` in-process and returns Result(code, stdout, stderr);
 `cli_subprocess(*args)` runs `python -m harness` in a real process. `tiny_run` is the one
 real run of tests/data/tiny-suite.yaml shared by the whole session (copy it before
-changing anything in it: the `run_copy` fixture does).
+changing anything in it: the `run_copy` fixture does). `no_gc_pauses` holds off the cyclic
+garbage collector for tests that judge in-process timing.
 """
 
 from __future__ import annotations
 
+import gc
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,21 @@ def _isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     config.mkdir()
     set_env(monkeypatch, config, columns=200)
     return config
+
+
+@pytest.fixture
+def no_gc_pauses() -> Iterator[None]:
+    """No automatic cyclic garbage collection during the test. Late in a session, with torch
+    and onnx loaded, a full collection stops every Python thread for 100-250 ms: LoadGen's
+    callbacks, a sampler, the loopback PTDaemon. A test that judges latency or sampling
+    windows in milliseconds would then fail on when the collector ran, not on the code."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @pytest.fixture

@@ -30,6 +30,10 @@ from harness.probes.loadgen import (
 
 ADAPTER = "test-loadgen"
 
+# LoadGen's callbacks run in this process: latencies judged in milliseconds must not include
+# a garbage collection's pause (see `no_gc_pauses` in conftest.py)
+pytestmark = pytest.mark.usefixtures("no_gc_pauses")
+
 # ------------------------------------------------------------------------ SUT sessions
 
 

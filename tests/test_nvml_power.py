@@ -16,6 +16,10 @@ import pytest
 from harness import nvml
 from harness.instruments.nvml_power import NvmlPowerInstrument
 
+# the sampler thread's timing is checked: no garbage collection's pause in the middle (see
+# `no_gc_pauses` in conftest.py)
+pytestmark = pytest.mark.usefixtures("no_gc_pauses")
+
 RECORD_KEYS = {
     "name",
     "kind",

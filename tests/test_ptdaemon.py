@@ -26,6 +26,10 @@ from loopback_ptd import Constant, Fault, LoopbackPtd, Ramp, SquareWave
 
 from harness.instruments.ptdaemon import PtdClient, PtdError, PtdMeter, ranging_pass
 
+# the loopback PTDaemon and the meter's poll thread share this process: a garbage
+# collection's pause would shift the samples (see `no_gc_pauses` in conftest.py)
+pytestmark = pytest.mark.usefixtures("no_gc_pauses")
+
 HOST = "127.0.0.1"
 PERIOD_S = 0.05
 LATENCY_S = 0.015  # allowance for thread wake-up and socket latency on a busy machine

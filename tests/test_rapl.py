@@ -19,6 +19,10 @@ from harness.instruments.rapl import (
     rapl_zones,
 )
 
+# the sampler thread's timing is checked: no garbage collection's pause in the middle (see
+# `no_gc_pauses` in conftest.py)
+pytestmark = pytest.mark.usefixtures("no_gc_pauses")
+
 RECORD_KEYS = {
     "name",
     "kind",
