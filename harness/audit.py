@@ -1,5 +1,5 @@
-"""`harness audit`: recompute measurements and verdicts from evidence/ alone and compare
-with the signed statement."""
+"""`harness audit`: verify the run directory, then recompute the header, every measurement and
+every verdict from evidence/ alone and compare them with the signed statement."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import __version__, jsonio, signing
+from harness import __version__, header, signing
 from harness.errors import BadInput
 from harness.evaluate import evaluate
 from harness.run import git_revision
-from harness.verify import ENVELOPE_FILE, STATEMENT_FILE
+from harness.verify import ENVELOPE_FILE, VerifyResult, verify
 
 COMPARED = ("tasks", "measurements", "unmeasured", "verdicts")
 
@@ -22,6 +22,7 @@ class AuditResult:
     differences: list[str]
     compared: dict[str, int]
     notes: list[str]  # e.g. the report was made by another harness revision
+    verified: VerifyResult
 
 
 def _key(section: str, item: dict[str, Any]) -> str:
@@ -31,9 +32,24 @@ def _key(section: str, item: dict[str, Any]) -> str:
 def _diff_values(path: str, signed: Any, recomputed: Any, out: list[str]) -> None:
     if isinstance(signed, dict) and isinstance(recomputed, dict):
         for k in sorted(set(signed) | set(recomputed)):
-            _diff_values(f"{path}.{k}", signed.get(k), recomputed.get(k), out)
+            if k not in signed:
+                out.append(f"{path}.{k}: not in the statement, recomputed {_show(recomputed[k])}")
+            elif k not in recomputed:
+                out.append(f"{path}.{k}: in the statement ({_show(signed[k])}), not recomputed")
+            else:
+                _diff_values(f"{path}.{k}", signed[k], recomputed[k], out)
+    elif (
+        isinstance(signed, list) and isinstance(recomputed, list) and len(signed) == len(recomputed)
+    ):
+        for i, (a, b) in enumerate(zip(signed, recomputed, strict=True)):
+            _diff_values(f"{path}[{i}]", a, b, out)
     elif signed != recomputed or type(signed) is not type(recomputed):
-        out.append(f"{path}: signed {json.dumps(signed)} != recomputed {json.dumps(recomputed)}")
+        out.append(f"{path}: signed {_show(signed)} != recomputed {_show(recomputed)}")
+
+
+def _show(value: Any, limit: int = 200) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def diff_sections(signed: dict[str, Any], recomputed: dict[str, Any]) -> list[str]:
@@ -55,45 +71,44 @@ def diff_sections(signed: dict[str, Any], recomputed: dict[str, Any]) -> list[st
     return out
 
 
-def _signed_predicate(run_dir: Path) -> dict[str, Any]:
-    envelope_path = run_dir / ENVELOPE_FILE
-    if not envelope_path.is_file():
-        raise BadInput(run_dir, None, f"no {ENVELOPE_FILE}: not a run directory")
-    try:
-        data = json.loads(envelope_path.read_text(encoding="utf-8"))
-    except ValueError as error:
-        raise BadInput(envelope_path, None, f"not JSON: {error}") from None
-    statement = signing.statement_of(
-        signing.open_envelope(data, str(envelope_path)), str(envelope_path)
-    )
-    predicate = statement.get("predicate")
-    if not isinstance(predicate, dict):
-        raise BadInput(envelope_path, "predicate", "missing")
-    return predicate
+def diff_header(signed: dict[str, Any], derived: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for section in header.SECTIONS:
+        if section not in signed:
+            out.append(f"{section}: missing from the statement")
+            continue
+        _diff_values(section, signed[section], derived[section], out)
+    return out
 
 
-def audit(run_dir: Path) -> AuditResult:
+def _signed_statement(envelope_path: Path) -> dict[str, Any]:
+    data = json.loads(envelope_path.read_text(encoding="utf-8"))
+    return signing.statement_of(signing.open_envelope(data, str(envelope_path)), str(envelope_path))
+
+
+def audit(run_dir: Path, pubkey: Path | None = None) -> AuditResult:
+    """VerificationFailed when the run directory does not verify (signature, digests, links,
+    statement.json, rendered reports); otherwise the differences between the signed
+    predicate and what the evidence gives."""
     evidence_dir = run_dir / "evidence"
     if not evidence_dir.is_dir():
         raise BadInput(run_dir, None, "no evidence/ directory: not a run directory")
+    envelope_path = run_dir / ENVELOPE_FILE
+    if not envelope_path.is_file():
+        raise BadInput(run_dir, None, f"no {ENVELOPE_FILE}: not a run directory")
+    verified = verify(run_dir, pubkey)
+    statement = _signed_statement(envelope_path)
+    signed = statement.get("predicate")
+    if not isinstance(signed, dict):
+        raise BadInput(envelope_path, "predicate", "missing")
+    differences = diff_header(signed, header.derive(evidence_dir))
     recomputed = evaluate(evidence_dir).as_json()
-    signed = _signed_predicate(run_dir)
-    differences = diff_sections(signed, recomputed)
-    statement_file = run_dir / STATEMENT_FILE
-    if statement_file.is_file():
-        try:
-            on_disk = jsonio.read(statement_file)
-        except (ValueError, UnicodeDecodeError) as error:
-            differences.append(f"{STATEMENT_FILE}: not readable JSON ({error})")
-        else:
-            predicate = on_disk.get("predicate") if isinstance(on_disk, dict) else None
-            if not isinstance(predicate, dict):
-                differences.append(f"{STATEMENT_FILE}: holds no predicate")
-            else:
-                differences += [
-                    f"{STATEMENT_FILE}: {d}" for d in diff_sections(predicate, recomputed)
-                ]
-    return AuditResult(differences, {s: len(recomputed[s]) for s in COMPARED}, _notes(signed))
+    differences += diff_sections(signed, recomputed)
+    extra = sorted(set(signed) - set(header.SECTIONS) - set(COMPARED) - {"harness", "signer"})
+    differences += [f"{name}: in the statement, not derived from the evidence" for name in extra]
+    return AuditResult(
+        differences, {s: len(recomputed[s]) for s in COMPARED}, _notes(signed), verified
+    )
 
 
 def _notes(signed: dict[str, Any]) -> list[str]:

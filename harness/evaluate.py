@@ -14,27 +14,46 @@ from pydantic import ValidationError
 
 from harness import suites
 from harness.errors import BadInput
-from harness.evidence import EvidenceReader
+from harness.evidence import EvidenceReader, sha256_file
 from harness.hardware import load as load_hardware
+from harness.header import (
+    HARDWARE_FILE,
+    SUITE_FILE,
+    precomputed,
+    read_json,
+    read_run,
+    submission_of,
+)
 from harness.judge import judge
-from harness.loading import bad_input_from, load_model
+from harness.loading import bad_input_from
 from harness.models import (
     HardwareDescription,
     Measurement,
-    Submission,
     TaskOutcome,
     Unmeasured,
     Verdict,
 )
 from harness.probes.base import ScoreContext
+from harness.submissions import LOCAL_DEFAULT
+from harness.units import UNITS
 
-SUITE_FILE = "suite.yaml"
-SUBMISSION_FILE = "submission.yaml"
-HARDWARE_FILE = "hardware.yaml"
-ENVIRONMENT_FILE = "environment.json"
-RUN_FILE = "run.json"
 TASKS_DIR = "tasks"
 OUTCOME_FILE = "outcome.json"
+
+# Dimensions of figures only a system the harness drove can give: none of them is reported
+# for pre-computed outputs, whatever probe produced it.
+DRIVEN_DIMENSIONS = frozenset(
+    {
+        "flop_rate",
+        "op_rate",
+        "power",
+        "energy",
+        "efficiency",
+        "flop_efficiency",
+        "time",
+        "sample_rate",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -53,24 +72,13 @@ class Evaluation:
         }
 
 
-def _read_json(reader: EvidenceReader, name: str) -> Any:
-    if not reader.exists(name):
-        raise BadInput(reader.path(name), None, "missing from the evidence")
-    try:
-        return reader.read_json(name)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise BadInput(reader.path(name), None, f"not readable JSON: {error}") from None
-
-
 def evaluate(evidence_dir: Path) -> Evaluation:
     reader = EvidenceReader(evidence_dir)
-    run = _read_json(reader, RUN_FILE)
-    if not isinstance(run, dict) or not isinstance(run.get("quick"), bool):
-        raise BadInput(reader.path(RUN_FILE), "quick", "expected true or false")
+    run = read_run(reader)
     loaded = suites.load(reader.path(SUITE_FILE), quick=run["quick"])
-    submission: Submission | None = None
-    if reader.exists(SUBMISSION_FILE):
-        submission = load_model(reader.path(SUBMISSION_FILE), Submission, "submission")
+    suite_sha256 = sha256_file(reader.path(SUITE_FILE))
+    submission = submission_of(reader)
+    sut = submission.sut if submission is not None else LOCAL_DEFAULT.sut
     hardware: HardwareDescription | None = None
     if reader.exists(HARDWARE_FILE):
         hardware = load_hardware(reader.path(HARDWARE_FILE))
@@ -82,11 +90,11 @@ def evaluate(evidence_dir: Path) -> Evaluation:
         task_dir = f"{TASKS_DIR}/{task.id}"
         outcome_name = f"{task_dir}/{OUTCOME_FILE}"
         try:
-            outcome = TaskOutcome.model_validate(_read_json(reader, outcome_name))
+            outcome = TaskOutcome.model_validate(read_json(reader, outcome_name))
         except ValidationError as error:
             raise bad_input_from(reader.path(outcome_name), error) from None
         outcomes.append(outcome)
-        ctx = ScoreContext(task.id, task.args, loaded.suite.confidence, hardware)
+        ctx = ScoreContext(task.id, task.args, loaded.suite.confidence, hardware, sut, run["quick"])
         try:
             result = task.probe.score(EvidenceReader(evidence_dir / task_dir), ctx)  # type: ignore[attr-defined]
         except (OSError, KeyError, ValueError, TypeError) as error:
@@ -102,11 +110,42 @@ def evaluate(evidence_dir: Path) -> Evaluation:
         ]
         unmeasured += [u.model_copy(update={"id": f"{task.id}.{u.id}"}) for u in result.unmeasured]
 
+    if precomputed(sut):
+        measurements, unmeasured = _without_driven_figures(measurements, unmeasured, sut.adapter)
+
     by_id = {m.id: m for m in measurements}
     missing = {u.id: u for u in unmeasured}
     declared = submission.declared if submission else {}
     verdicts = [
-        judge(ind, by_id.get(ind.metric), missing.get(ind.metric), declared.get(ind.id))
+        judge(
+            ind,
+            by_id.get(ind.metric),
+            missing.get(ind.metric),
+            declared.get(ind.id),
+            suite_sha256,
+        )
         for ind in loaded.suite.indicators
     ]
     return Evaluation(outcomes, measurements, unmeasured, verdicts)
+
+
+def _without_driven_figures(
+    measurements: list[Measurement], unmeasured: list[Unmeasured], adapter: str
+) -> tuple[list[Measurement], list[Unmeasured]]:
+    """Pre-computed outputs: every timing, rate, power and energy figure becomes NOT_MEASURED
+    (a probe may already have said so; this holds for any probe)."""
+    kept: list[Measurement] = []
+    dropped: list[Unmeasured] = []
+    for m in measurements:
+        unit = UNITS.get(m.unit)
+        if unit is not None and unit.dimension in DRIVEN_DIMENSIONS:
+            dropped.append(
+                Unmeasured(
+                    id=m.id,
+                    reason=f"pre-computed outputs (sut.adapter: {adapter}): the harness did "
+                    f"not drive the system, so no {m.unit} figure is measured",
+                )
+            )
+        else:
+            kept.append(m)
+    return kept, unmeasured + dropped

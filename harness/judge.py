@@ -52,11 +52,26 @@ def judge_value(
     )
 
 
+WHOLE_RUN_NEED = (
+    "it is one whole-run figure with no repeats: repeat the measurement (>= 5 runs at 95%) "
+    "for a bound on the median"
+)
+
+
+def exact_reason(measurement: Measurement) -> str:
+    """Why a figure needs no interval ("" when it does): counts, and what the probe marked
+    deterministic (a file size, a ratio of sizes)."""
+    if measurement.exact:
+        return measurement.exact
+    return "an exact count" if measurement.unit == "count" else ""
+
+
 def judge(
     indicator: Indicator,
     measurement: Measurement | None,
     unmeasured: Unmeasured | None,
     declared: Declared | None,
+    suite_sha256: str = "",
 ) -> Verdict:
     declared_target = declared.target if declared else None
     flags: list[str] = []
@@ -88,6 +103,7 @@ def judge(
             bound=bound,
             reason=reason,
             flags=flags,
+            suite_sha256=suite_sha256,
         )
 
     if measurement is None:
@@ -103,17 +119,17 @@ def judge(
         reason = f"measured {value:.4g} cannot decide: {measurement.invalid_reason}"
         return verdict("INCONCLUSIVE", value, None, None, reason)
     ci = measurement.ci
-    exact = ci is None
+    exact_kind = exact_reason(measurement)
+    exact = ci is None and bool(exact_kind)
     bound: float | None = None
     if ci is not None:
         raw = ci.low if indicator.op in (">=", ">") else ci.high
         bound = None if raw is None else convert(raw, measurement.unit, indicator.unit)
-    exact_kind = (
-        "an exact count" if measurement.unit == "count" else "one whole-run figure, no repeats"
-    )
     status, reason = judge_value(indicator.op, indicator.target, value, bound, exact, exact_kind)
     if status == "INCONCLUSIVE" and ci is not None and ci.need:
         reason = f"{reason}; {ci.need}"
+    elif status == "INCONCLUSIVE" and ci is None:
+        reason = f"{reason}; {WHOLE_RUN_NEED}"
     if ci is not None and bound is not None:
         reason += (
             f" ({ci.confidence:.0%} one-sided, n={measurement.n}, repeats={measurement.repeats})"

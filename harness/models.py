@@ -179,6 +179,10 @@ class Measurement(Strict):
     # Set when the figure was measured but cannot decide a verdict (an instrument lost,
     # samples that do not cover the window, a partial-domain instrument): INCONCLUSIVE.
     invalid_reason: str = ""
+    # Why a figure with no interval is exact (a count, a deterministic file size or ratio of
+    # sizes): only then is it judged without a bound. A measured figure with neither `ci` nor
+    # `exact` (one whole run, no repeats) is INCONCLUSIVE. Counts (unit "count") are exact.
+    exact: str = ""
 
     _check = field_validator("value")(_finite)
 
@@ -210,3 +214,4 @@ class Verdict(Strict):
     bound: float | None  # the confidence bound the verdict used
     reason: str
     flags: list[str] = Field(default_factory=list)
+    suite_sha256: str = ""  # the suite file (evidence/suite.yaml) this verdict was judged by

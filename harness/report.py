@@ -141,11 +141,28 @@ def build(statement: Mapping[str, Any]) -> Document:
 
 def banners(p: Mapping[str, Any]) -> list[Banner]:
     signer = _dict(p.get("signer"))
-    out = [
+    out: list[Banner] = []
+    trust = _dict(p.get("trust"))
+    if trust.get("precomputed_outputs"):
+        out.append(Banner(text(trust.get("note")), "alert"))
+    suite = _dict(p.get("suite"))
+    if suite.get("shipped") != "shipped":
+        out.append(
+            Banner(
+                f"NOT A SHIPPED SUITE: {text(suite.get('id'))} v{text(suite.get('version'))} "
+                f"(sha256 {text(suite.get('sha256'))}): {text(suite.get('shipped_note'))}",
+                "alert",
+            )
+        )
+    out.append(
         Banner("UNOFFICIAL — signed with a self-generated dry-run key", "alert")
         if signer.get("self_generated")
-        else Banner(f"Signed with key {text(signer.get('keyid'))}", "ok")
-    ]
+        else Banner(
+            f"Signed with key {text(signer.get('keyid'))}: official only if that is the "
+            "agency's key (harness verify --pubkey AGENCY.pub)",
+            "warn",
+        )
+    )
     if _dict(p.get("run")).get("quick"):
         out.append(Banner("QUICK RUN (dry-run sizes and repeats)", "warn"))
     bad = [t for t in _list(p.get("tasks")) if t.get("status") != "ok"]
@@ -174,6 +191,10 @@ def _hardware_fact(hw: Any) -> str:
     return f"{text(hw.get('name'))} ({text(hw.get('id'))}, {how})"
 
 
+def _suite_fact(suite: Mapping[str, Any]) -> str:
+    return f"sha256 {text(suite.get('sha256'))} ({text(suite.get('shipped'))})"
+
+
 def run_facts(p: Mapping[str, Any]) -> Facts:
     run, harness, signer = _dict(p.get("run")), _dict(p.get("harness")), _dict(p.get("signer"))
     sut = _dict(_dict(p.get("submission")).get("sut"))
@@ -183,6 +204,7 @@ def run_facts(p: Mapping[str, Any]) -> Facts:
             ("System under test", f"adapter {text(sut.get('adapter'))}"),
             ("Device", text(run.get("device"))),
             ("Hardware description", _hardware_fact(p.get("hardware"))),
+            ("Suite file", _suite_fact(_dict(p.get("suite")))),
             ("Started (UTC)", text(run.get("started_utc"))),
             ("Finished (UTC)", text(run.get("finished_utc"))),
             ("Seed", num(run.get("seed"))),
@@ -193,7 +215,12 @@ def run_facts(p: Mapping[str, Any]) -> Facts:
                 f"Python {text(harness.get('python'))})",
             ),
             ("Signer key id", text(signer.get("keyid"))),
-            ("Official key", num(bool(signer.get("official")))),
+            (
+                "Signer key",
+                "self-generated dry-run key"
+                if signer.get("self_generated")
+                else "given by the operator; check it with harness verify --pubkey",
+            ),
         )
     )
 

@@ -16,22 +16,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from harness import __version__, environment, hardware, instruments, jsonio, report, signing
+from harness import (
+    __version__,
+    environment,
+    hardware,
+    instruments,
+    jsonio,
+    report,
+    signing,
+    suite_manifest,
+)
+from harness import header as header_mod
 from harness import submissions as submissions_mod
 from harness import suites as suites_mod
 from harness.errors import BadInput
-from harness.evaluate import (
+from harness.evaluate import OUTCOME_FILE, TASKS_DIR, Evaluation, evaluate
+from harness.evidence import EvidenceWriter, digest_tree
+from harness.header import (
     ENVIRONMENT_FILE,
     HARDWARE_FILE,
-    OUTCOME_FILE,
     RUN_FILE,
     SUBMISSION_FILE,
     SUITE_FILE,
-    TASKS_DIR,
-    Evaluation,
-    evaluate,
 )
-from harness.evidence import EvidenceWriter, digest_tree, sha256_file
 from harness.models import PREDICATE_TYPE, TaskOutcome
 from harness.probes.base import CollectContext
 
@@ -83,6 +90,17 @@ def plan(request: RunRequest, env: dict[str, Any]) -> Plan:
     """Validate every input; raise BadInput before anything is written."""
     suite_path = suites_mod.resolve(request.suite)
     loaded = suites_mod.load(suite_path, request.quick)
+    identity = suite_manifest.identify(
+        loaded.suite.id, loaded.suite.version, suite_path.read_bytes()
+    )
+    if identity.status == "modified":
+        raise BadInput(
+            suite_path,
+            "version",
+            f"{loaded.suite.id} {loaded.suite.version} is a shipped suite (sha256 "
+            f"{identity.shipped_sha256}) and this file differs (sha256 {identity.sha256}); "
+            "change its id or version",
+        )
     submission = submissions_mod.load(request.submission, loaded.suite)
     for name, path in request.datasets.items():
         if name not in loaded.suite.datasets:
@@ -245,77 +263,30 @@ def _execute_into(
     )
 
     evaluation = evaluate(evidence_dir)
-    statement = build_statement(p, env, evidence_dir, evaluation, started, finished)
-    jsonio.write(run_dir / "statement.json", statement)
+    statement = build_statement(p, evidence_dir, evaluation)
+    (run_dir / "statement.json").write_bytes(signing.payload_bytes(statement))
     jsonio.write(run_dir / "report.dsse.json", signing.sign(statement, p.key))
     (run_dir / "report.md").write_text(report.render_markdown(statement), encoding="utf-8")
     (run_dir / "report.html").write_text(report.render_html(statement), encoding="utf-8")
     return RunResult(run_dir, evaluation, statement, failures)
 
 
-def build_statement(
-    p: Plan,
-    env: dict[str, Any],
-    evidence_dir: Path,
-    evaluation: Evaluation,
-    started: datetime,
-    finished: datetime,
-) -> dict[str, Any]:
-    suite = p.suite.suite
-    sub = p.submission.submission
-    if p.submission.path is None:
-        submission: dict[str, Any] = {"local_default": True, "sut": sub.sut.model_dump()}
-    else:
-        submission = {
-            "local_default": False,
-            "file": f"evidence/{SUBMISSION_FILE}",
-            "sha256": sha256_file(evidence_dir / SUBMISSION_FILE),
-            "applicant": sub.applicant,
-            "product": sub.product,
-            "sut": sub.sut.model_dump(),
-            "declared": {k: v.model_dump() for k, v in sub.declared.items()},
-        }
-    hw: dict[str, Any] | None = None
-    if p.hardware_path is not None:
-        desc = hardware.load(evidence_dir / HARDWARE_FILE)
-        hw = {
-            "file": f"evidence/{HARDWARE_FILE}",
-            "id": desc.id,
-            "name": desc.name,
-            "sha256": sha256_file(evidence_dir / HARDWARE_FILE),
-            "matched_automatically": p.submission.path is None,
-        }
+def build_statement(p: Plan, evidence_dir: Path, evaluation: Evaluation) -> dict[str, Any]:
+    """The in-toto Statement: every evidence file as a subject; the predicate is the header
+    and evaluation derived from the evidence (what `audit` re-derives) plus who made and
+    signed it."""
     predicate = {
-        "suite": {
-            "id": suite.id,
-            "version": suite.version,
-            "direction": suite.direction,
-            "title": suite.title,
-            "confidence": suite.confidence,
-            "file": f"evidence/{SUITE_FILE}",
-            "sha256": sha256_file(evidence_dir / SUITE_FILE),
-        },
-        "submission": submission,
-        "hardware": hw,
+        **header_mod.derive(evidence_dir),
         "harness": {
             "version": __version__,
             "git_revision": git_revision(),
             "python": sys.version.split()[0],
         },
-        "run": {
-            "started_utc": iso(started),
-            "finished_utc": iso(finished),
-            "seed": p.request.seed,
-            "quick": p.request.quick,
-            "device": p.device,
-        },
         "signer": {
             "keyid": p.key.keyid,
             "public_key": p.key.public_pem(),
             "self_generated": p.key.self_generated,
-            "official": not p.key.self_generated,
         },
-        "environment": env,
         **evaluation.as_json(),
     }
     return {

@@ -105,8 +105,14 @@ def dry_run_key() -> SigningKey:
     return load_private(key_path, self_generated=True)
 
 
+def payload_bytes(statement: dict[str, Any]) -> bytes:
+    """The exact bytes that are signed (and written as statement.json): sorted keys, no
+    white space, no NaN."""
+    return json.dumps(statement, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
 def sign(statement: dict[str, Any], key: SigningKey) -> dict[str, Any]:
-    payload = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
+    payload = payload_bytes(statement)
     envelope = Envelope(payload=payload, payload_type=PAYLOAD_TYPE, signatures={})
     envelope.sign(CryptoSigner(key.private))
     return envelope.to_dict()

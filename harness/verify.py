@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import jsonio, report, signing
+from securesystemslib.signer import SSlibKey
+
+from harness import report, signing
 from harness.errors import BadInput, VerificationFailed
 from harness.evidence import sha256_file
 
@@ -23,13 +26,17 @@ RENDERED: dict[str, Callable[[dict[str, Any]], str]] = {
 @dataclass(frozen=True)
 class VerifyResult:
     keyid: str
-    key_source: str  # "given" or "embedded (self-asserted)"
+    key_source: str  # "given (trusted)" or "embedded (self-asserted)"
+    trusted: bool  # verified against a key the verifier gave: the signer is who they trust
+    self_generated: bool  # the statement says a dry-run key signed it
     subjects: int
     warnings: list[str]
 
 
 def locate(path: Path) -> tuple[Path, Path]:
     """(run directory, envelope path) for a run directory or an envelope file."""
+    if path.is_symlink():
+        raise VerificationFailed(f"{path}: a symbolic link; give the run directory itself")
     if path.is_dir():
         envelope = path / ENVELOPE_FILE
         if not envelope.is_file():
@@ -40,8 +47,59 @@ def locate(path: Path) -> tuple[Path, Path]:
     raise BadInput(path, None, "no such run directory or envelope")
 
 
+def refuse_links(run_dir: Path) -> None:
+    """No symbolic link anywhere in the run directory: every byte a report stands on must
+    lie inside it (a linked file or folder could point anywhere and change later)."""
+    for top, dirs, files in os.walk(run_dir, followlinks=False):
+        for name in [*dirs, *files]:
+            entry = Path(top) / name
+            if entry.is_symlink():
+                raise VerificationFailed(
+                    f"{entry.relative_to(run_dir).as_posix()}: a symbolic link inside the run "
+                    "directory (refused: evidence must be plain files)"
+                )
+
+
+def _subject_path(run_dir: Path, name: Any) -> Path:
+    if not isinstance(name, str) or not name.startswith("evidence/"):
+        raise VerificationFailed(f"{name!r}: a subject must name a file under evidence/")
+    parts = name.split("/")
+    if any(part in ("", ".", "..") for part in parts) or "\\" in name:
+        raise VerificationFailed(f"{name}: a subject name must be a plain relative path")
+    target = run_dir.joinpath(*parts)
+    if run_dir.resolve() not in target.resolve().parents:
+        raise VerificationFailed(f"{name}: subject lies outside the run directory")
+    return target
+
+
+def _check_signer(statement: dict[str, Any], key: SSlibKey, envelope_path: Path) -> bool:
+    """The statement's signer block must name the key that verified the signature; returns
+    whether the statement says the key was a self-generated dry-run key."""
+    signer = statement.get("predicate", {}).get("signer")
+    if not isinstance(signer, dict):
+        raise VerificationFailed(f"{envelope_path}: the statement names no signer")
+    if signer.get("keyid") != key.keyid:
+        raise VerificationFailed(
+            f"{envelope_path}: the statement names signer key {signer.get('keyid')}, "
+            f"but key {key.keyid} signed it"
+        )
+    try:
+        embedded = signing.public_from_pem(str(signer.get("public_key")))
+    except (ValueError, TypeError, VerificationFailed):
+        raise VerificationFailed(
+            f"{envelope_path}: the embedded public key is unreadable"
+        ) from None
+    if embedded.keyid != key.keyid:
+        raise VerificationFailed(
+            f"{envelope_path}: the embedded public key ({embedded.keyid}) is not the key that "
+            f"signed ({key.keyid})"
+        )
+    return bool(signer.get("self_generated"))
+
+
 def verify(path: Path, pubkey: Path | None) -> VerifyResult:
     run_dir, envelope_path = locate(path)
+    refuse_links(run_dir)
     try:
         data = json.loads(envelope_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
@@ -53,7 +111,7 @@ def verify(path: Path, pubkey: Path | None) -> VerifyResult:
     warnings: list[str] = []
     if pubkey is not None:
         key = signing.load_public(pubkey)
-        source = "given"
+        source = "given (trusted)"
     else:
         try:
             pem = statement["predicate"]["signer"]["public_key"]
@@ -63,16 +121,23 @@ def verify(path: Path, pubkey: Path | None) -> VerifyResult:
                 f"{envelope_path}: no embedded public key; pass --pubkey"
             ) from None
         source = "embedded (self-asserted)"
-        warnings.append(
-            "the key is the one the report embeds (self-asserted): it proves integrity, not "
-            "who signed; pass --pubkey with the agency's public key to check the signer"
-        )
     signing.verify(envelope, key, str(envelope_path))
+    self_generated = _check_signer(statement, key, envelope_path)
+    if pubkey is None:
+        warnings.append(
+            "UNVERIFIED SIGNER: checked with the key the report embeds (self-asserted); this "
+            "proves integrity, not who signed. The report is official only when it verifies "
+            "with --pubkey and the agency's public key"
+        )
+    if self_generated:
+        warnings.append("UNOFFICIAL: the statement says a self-generated dry-run key signed it")
 
     statement_file = run_dir / STATEMENT_FILE
     if statement_file.is_file():
-        if statement_file.read_bytes() != jsonio.dumps(statement).encode("utf-8"):
-            raise VerificationFailed(f"{statement_file}: differs from the signed statement")
+        if statement_file.read_bytes() != envelope.payload:
+            raise VerificationFailed(
+                f"{statement_file}: differs from the signed payload (it must be its exact bytes)"
+            )
     else:
         warnings.append(f"{STATEMENT_FILE} is absent; checked the signed payload only")
     for name, render in RENDERED.items():
@@ -89,11 +154,17 @@ def verify(path: Path, pubkey: Path | None) -> VerifyResult:
         raise VerificationFailed(f"{envelope_path}: the statement lists no subjects")
     listed: set[str] = set()
     for subject in subjects:
+        if not isinstance(subject, dict):
+            raise VerificationFailed(f"{envelope_path}: a subject is not an object")
         name = subject.get("name", "")
-        digest = subject.get("digest", {}).get("sha256")
-        target = (run_dir / name).resolve()
-        if run_dir.resolve() not in target.parents:
-            raise VerificationFailed(f"{name}: subject lies outside the run directory")
+        digest = (
+            subject.get("digest", {}).get("sha256")
+            if isinstance(subject.get("digest"), dict)
+            else None
+        )
+        target = _subject_path(run_dir, name)
+        if name in listed:
+            raise VerificationFailed(f"{name}: listed twice in the statement")
         if not target.is_file():
             raise VerificationFailed(f"{name}: listed in the statement but missing")
         if sha256_file(target) != digest:
@@ -101,8 +172,10 @@ def verify(path: Path, pubkey: Path | None) -> VerifyResult:
         listed.add(name)
     evidence = run_dir / "evidence"
     if evidence.is_dir():
-        for extra in sorted(p for p in evidence.rglob("*") if p.is_file()):
+        for extra in sorted(evidence.rglob("*")):
             name = extra.relative_to(run_dir).as_posix()
-            if name not in listed:
+            if not extra.is_dir() and name not in listed:
                 raise VerificationFailed(f"{name}: in evidence/ but not in the signed statement")
-    return VerifyResult(key.keyid, source, len(subjects), warnings)
+    return VerifyResult(
+        key.keyid, source, pubkey is not None, self_generated, len(subjects), warnings
+    )

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
+import json
 import os
 import subprocess
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -158,3 +161,46 @@ def write_submission(path: Path, **overrides: object) -> Path:
             data[key] = value
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
+
+
+def forge(
+    run_dir: Path,
+    edit: Callable[[dict[str, Any]], None] | None = None,
+    *,
+    resubject: bool = True,
+    resign: bool = True,
+) -> None:
+    """What a forger with the harness's own tools can do to a run directory: take the signed
+    statement, list the evidence as it is now (`resubject`), let `edit` change the predicate,
+    and sign the result with a key of the forger's own that the statement then embeds
+    (`resign`; without it the new payload goes into the old envelope, whose signature no
+    longer fits). statement.json and the rendered reports are rewritten to match."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from harness import report, signing
+    from harness.evidence import digest_tree
+
+    envelope_path = run_dir / "report.dsse.json"
+    envelope = json.loads(envelope_path.read_text(encoding="utf-8"))
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    if resubject:
+        statement["subject"] = [
+            {"name": name, "digest": {"sha256": digest}}
+            for name, digest in digest_tree(run_dir / "evidence")
+        ]
+    if edit is not None:
+        edit(statement["predicate"])
+    if resign:
+        key = signing.SigningKey(Ed25519PrivateKey.generate(), run_dir / "forger.key", False)
+        statement["predicate"]["signer"] = {
+            "keyid": key.keyid,
+            "public_key": key.public_pem(),
+            "self_generated": False,
+        }
+        envelope = signing.sign(statement, key)
+    else:
+        envelope["payload"] = base64.b64encode(signing.payload_bytes(statement)).decode()
+    envelope_path.write_text(json.dumps(envelope), encoding="utf-8")
+    (run_dir / "statement.json").write_bytes(signing.payload_bytes(statement))
+    (run_dir / "report.md").write_text(report.render_markdown(statement), encoding="utf-8")
+    (run_dir / "report.html").write_text(report.render_html(statement), encoding="utf-8")

@@ -174,6 +174,16 @@ def test_envelope_payload_is_the_statement(tiny_run: TinyRun) -> None:
     assert json.loads(payload_of(tiny_run.run_dir)) == statement_of(tiny_run.run_dir)
 
 
+def test_statement_json_is_the_signed_payload_byte_for_byte(tiny_run: TinyRun) -> None:
+    assert (tiny_run.run_dir / "statement.json").read_bytes() == payload_of(tiny_run.run_dir)
+
+
+def test_every_verdict_names_the_suite_file_it_was_judged_by(tiny_run: TinyRun) -> None:
+    verdicts = statement_of(tiny_run.run_dir)["predicate"]["verdicts"]
+    assert verdicts
+    assert {v["suite_sha256"] for v in verdicts} == {sha256_hex(TINY_SUITE)}
+
+
 def test_statement_is_an_in_toto_statement(tiny_run: TinyRun) -> None:
     statement = statement_of(tiny_run.run_dir)
     assert statement["_type"] == IN_TOTO_STATEMENT
@@ -270,9 +280,14 @@ def test_verify_of_the_untouched_run(tiny_run: TinyRun) -> None:
     assert result.code == 0, result.stderr
     assert result.stdout.startswith("OK")
     assert "self-asserted" in result.stderr  # no --pubkey: the embedded key, with a warning
+    assert "UNVERIFIED" in result.stdout
     given = run_cli("verify", tiny_run.run_dir, "--pubkey", tiny_run.dry_run_pub)
     assert given.code == 0, given.stderr
-    assert given.stderr == ""
+    # the key is trusted, and what it is, a dry-run key, is still said
+    assert given.stderr_lines == [
+        "warning: UNOFFICIAL: the statement says a self-generated dry-run key signed it"
+    ]
+    assert "OFFICIAL" not in given.stdout
 
 
 def test_verify_accepts_the_envelope_path(tiny_run: TinyRun) -> None:
@@ -386,6 +401,23 @@ def test_verify_with_the_signers_pubkey(keyed_run: KeyedRun) -> None:
     result = run_cli("verify", keyed_run.run_dir, "--pubkey", keyed_run.pub)
     assert result.code == 0, result.stderr
     assert "self-asserted" not in result.stdout + result.stderr
+    assert result.stdout.startswith("OK: OFFICIAL: signed by the trusted key")
+
+
+def test_a_given_key_is_not_official_by_itself(keyed_run: KeyedRun) -> None:
+    """Any key counts as 'given', even one the applicant made with `harness keygen`: the
+    statement claims nothing official, and verify without the agency's key says the signer
+    is unverified."""
+    signer = statement_of(keyed_run.run_dir)["predicate"]["signer"]
+    assert "official" not in signer
+    assert signer["keyid"] and signer["self_generated"] is False
+    result = run_cli("verify", keyed_run.run_dir)
+    assert result.code == 0, result.stderr
+    assert "signer UNVERIFIED" in result.stdout
+    assert "OFFICIAL" not in result.stdout
+    assert "UNVERIFIED SIGNER" in result.stderr
+    report_md = (keyed_run.run_dir / "report.md").read_text(encoding="utf-8")
+    assert "official only if that is the agency's key" in report_md
 
 
 def test_verify_with_another_pubkey_fails(keyed_run: KeyedRun) -> None:
@@ -409,16 +441,16 @@ def test_a_report_re_signed_by_someone_else_fails_with_the_agency_pubkey(
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode()
     )
+    keyid = _sslib_keyid(forger.public_key())
+    statement["predicate"]["signer"]["keyid"] = keyid
     body = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
     envelope = envelope_of(run_dir)
-    keyid = _sslib_keyid(forger.public_key())
     envelope["payload"] = base64.b64encode(body).decode()
     envelope["signatures"] = [
         {"keyid": keyid, "sig": base64.b64encode(forger.sign(pae(IN_TOTO_PAYLOAD, body))).decode()}
     ]
     (run_dir / "report.dsse.json").write_text(json.dumps(envelope), encoding="utf-8")
-    canonical = json.dumps(statement, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
-    (run_dir / "statement.json").write_text(canonical, encoding="utf-8")
+    (run_dir / "statement.json").write_bytes(body)
     # a forger has the tool too: the human-readable reports are re-rendered to match
     (run_dir / "report.md").write_text(report.render_markdown(statement), encoding="utf-8")
     (run_dir / "report.html").write_text(report.render_html(statement), encoding="utf-8")

@@ -118,3 +118,26 @@ def test_an_invalid_figure_is_inconclusive_even_when_it_misses() -> None:
     v = judge(ind, m, None, None)
     assert v.status == "INCONCLUSIVE"
     assert "connection lost" in v.reason
+
+
+def test_one_whole_run_figure_without_an_interval_cannot_pass() -> None:
+    """A single LoadGen Offline run (or one power window's throughput) has no spread: even
+    far above the target it is INCONCLUSIVE, and the reason says what is needed."""
+    ind = Indicator(
+        id="qps", title="Q", metric="t", op=">=", target=100, unit="samples/s", source="t"
+    )
+    once = Measurement(id="t", value=1.7e5, unit="samples/s", n=1000, repeats=1, method="m")
+    v = judge(ind, once, None, None)
+    assert v.status == "INCONCLUSIVE"
+    assert "no repeats" in v.reason and ">= 5 runs" in v.reason
+    assert judge(ind, once.model_copy(update={"value": 50.0}), None, None).status == "FAIL"
+
+
+def test_a_figure_marked_exact_needs_no_interval() -> None:
+    ind = Indicator(id="cr", title="C", metric="c", op=">=", target=3, unit="ratio", source="t")
+    m = Measurement(
+        id="c", value=3.9, unit="ratio", n=1, repeats=1, method="m", exact="a ratio of file sizes"
+    )
+    v = judge(ind, m, None, None)
+    assert v.status == "PASS"
+    assert "a ratio of file sizes" in v.reason

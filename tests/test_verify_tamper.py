@@ -104,7 +104,7 @@ def test_a_truncated_evidence_file_is_caught(run_copy: Path) -> None:
 def _first_value_digit(text: str) -> int:
     """Offset of the first character of the first measurement's value."""
     start = text.index('"measurements"')
-    marker = '"value": '
+    marker = '"value":'
     return text.index(marker, start) + len(marker)
 
 

@@ -10,9 +10,17 @@ from harness.audit import audit as audit_run
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-def audit(run_dir: Path) -> None:
-    """Recompute every measurement and verdict from evidence/ alone; diff with the statement."""
-    result = audit_run(run_dir)
+@click.option(
+    "--pubkey",
+    type=click.Path(path_type=Path),
+    help="the public key (PEM) you trust, e.g. the agency's, for the verification step",
+)
+def audit(run_dir: Path, pubkey: Path | None) -> None:
+    """Verify RUN_DIR, then recompute the header, every measurement and verdict from
+    evidence/ alone; diff with the signed statement."""
+    result = audit_run(run_dir, pubkey)
+    for warning in result.verified.warnings:
+        click.echo(f"warning: {warning}", err=True)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     counts = ", ".join(f"{n} {s}" for s, n in result.compared.items())
@@ -21,4 +29,8 @@ def audit(run_dir: Path) -> None:
         for line in result.differences:
             click.echo(f"  {line}")
         sys.exit(1)
-    click.echo(f"OK: recomputed from evidence alone, identical to the signed statement ({counts})")
+    click.echo(
+        f"OK: verified ({result.verified.subjects} evidence files, signature by key "
+        f"{result.verified.keyid}, {result.verified.key_source}); header and results "
+        f"recomputed from evidence alone are identical to the signed statement ({counts})"
+    )

@@ -145,6 +145,19 @@ def run(
         )
     console.print(f"report: {result.run_dir}/report.md", highlight=False, soft_wrap=True)
     console.print(f"signed by key {signer['keyid']}", highlight=False, soft_wrap=True)
+    predicate = result.statement["predicate"]
+    if not signer["self_generated"]:
+        console.print(
+            "official only if that is the agency's key: harness verify --pubkey AGENCY.pub",
+            highlight=False,
+        )
+    if predicate["trust"]["precomputed_outputs"]:
+        console.print(f"[red]{predicate['trust']['note']}[/red]", highlight=False)
+    if predicate["suite"]["shipped"] != "shipped":
+        console.print(
+            f"[red]NOT A SHIPPED SUITE:[/red] {predicate['suite']['shipped_note']}",
+            highlight=False,
+        )
     for failure in result.failures:
         console.print(f"[red]failed:[/red] {failure}")
     if result.failures:

@@ -37,6 +37,10 @@ class ScoreContext:
     args: BaseModel
     confidence: float
     hardware: HardwareDescription | None
+    # the submission's `sut:` block as recorded in the evidence (the local default when the
+    # run had no submission): a probe can tell from it whether the harness drove the system
+    sut: SutSpec = field(default_factory=SutSpec)
+    quick: bool = False  # the run was a --quick dry run (from evidence/run.json)
 
 
 @dataclass(frozen=True)
