@@ -91,6 +91,7 @@ def probe_loadgen(samples: int, duration_s: float, qps: float, seed: int, batch:
         target_qps=qps,
         min_duration_s=duration_s,
         batch_size=batch,
+        performance_runs=1,  # one LoadGen run per round, as on the raw side
     )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -13,13 +13,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from harness import suites
+from harness.adapters import precomputed
 from harness.errors import BadInput
 from harness.evidence import EvidenceReader, sha256_file
 from harness.hardware import load as load_hardware
 from harness.header import (
     HARDWARE_FILE,
     SUITE_FILE,
-    precomputed,
     read_json,
     read_run,
     submission_of,

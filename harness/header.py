@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness import registry, suite_manifest
+from harness import suite_manifest
+from harness.adapters import precomputed
 from harness.errors import BadInput
 from harness.evidence import EvidenceReader, sha256_file
 from harness.hardware import load as load_hardware
@@ -56,13 +57,6 @@ def sut_of(reader: EvidenceReader) -> SutSpec:
     """The SUT block the run used: the submission's, or the local default."""
     submission = submission_of(reader)
     return submission.sut if submission is not None else LOCAL_DEFAULT.sut
-
-
-def precomputed(sut: SutSpec) -> bool:
-    """True when the SUT's adapter only replays what the applicant supplied (its class says
-    `dry_run_only`): the harness drove nothing, so it timed nothing."""
-    adapter = registry.adapters.get(sut.adapter)
-    return bool(getattr(adapter, "dry_run_only", False))
 
 
 def suite_section(reader: EvidenceReader) -> dict[str, Any]:

@@ -161,7 +161,7 @@ def run_probe(tmp_path: Path, spec: SutSpec | None = None, **raw: Any) -> Outcom
     ctx = CollectContext("lg", args, spec or SutSpec(), "cpu", 7, True, EvidenceWriter(root))
     probe = LoadgenProbe()
     failures = probe.collect(ctx)
-    sctx = ScoreContext("lg", args, 0.95, None)
+    sctx = ScoreContext("lg", args, 0.95, None, sut=spec or SutSpec())
     first = probe.score(EvidenceReader(root), sctx)
     assert first == probe.score(EvidenceReader(root), sctx)  # a pure function of evidence
     produced = {m.id for m in first.measurements} | {u.id for u in first.unmeasured}
@@ -189,6 +189,7 @@ def test_null_sut_single_stream_with_compliance(tmp_path: Path) -> None:
         scenario="SingleStream",
         null_sut=True,
         min_duration_s=0.2,
+        performance_runs=2,
         compliance=True,
         accuracy=True,
     )
@@ -196,20 +197,29 @@ def test_null_sut_single_stream_with_compliance(tmp_path: Path) -> None:
     assert out.run_dirs() == [
         "01-test04-unique",
         "02-test04-same",
-        "03-performance",
-        "04-accuracy",
+        "03-performance-1",
+        "04-performance-2",
+        "05-accuracy",
     ]
-    perf = out.root / "runs" / "03-performance"
+    perf = out.root / "runs" / "03-performance-1"
     names = {p.name for p in perf.iterdir()}
     assert {"mlperf_log_summary.txt", "mlperf_log_detail.txt", "mlperf_log_accuracy.json"} <= names
     assert "mlperf_log_trace.json" not in names  # trace off unless asked for
     p90 = out.measured["latency_p90"]
     assert 0 < p90.value < 1.0  # ms: an echo through LoadGen
     assert p90.ci is not None and p90.ci.high is not None and p90.ci.high >= p90.value
+    assert p90.repeats == 2
+    # the bound is the larger of the two runs' early-stopping estimates
+    estimates = [r["early_stopping_estimate_ms"] for r in p90.details["per_run"]]
+    assert p90.ci.high == max(estimates)
     # the echo gives the same outputs under load as in accuracy mode, and no repeat is
     # faster by a margin that means anything
     assert out.measured["test01_match"].value == 1.0
     assert out.measured["test01_match"].n > 0
+    # TEST01 compares the sample logged by every performance run
+    per_run = out.measured["test01_match"].details["per_run"]
+    assert sorted(per_run) == ["performance-1", "performance-2"]
+    assert all(r["compared"] > 0 for r in per_run.values())
     assert not out.measured["test04_speedup"].details["flagged"]
     assert out.measured["accuracy_outputs"].value == 64
     assert out.measured["failed_samples"].value == 0
@@ -226,6 +236,7 @@ def test_sleeping_sut_single_stream_p90(tmp_path: Path) -> None:
         scenario="SingleStream",
         sample_count=16,
         min_duration_s=0.4,
+        performance_runs=1,
         expected_latency_ms=2.0,
     )
     assert out.failures == []
@@ -233,17 +244,29 @@ def test_sleeping_sut_single_stream_p90(tmp_path: Path) -> None:
     assert 2.0 <= p90.value < 3.5, p90.value  # ms: sleep(2 ms) plus LoadGen and Python
     assert p90.invalid_reason == ""  # 0.4 s of 2 ms queries is a VALID SingleStream run
     assert p90.n >= 100
-    settings = jsonio.read(out.root / "runs" / "01-performance" / "run.json")["settings"]
+    settings = jsonio.read(out.root / "runs" / "01-performance-1" / "run.json")["settings"]
     assert settings["single_stream_expected_latency_ns"] == 2_000_000
     assert settings["min_duration_ms"] == 400
 
 
 def test_offline_null_sut_throughput(tmp_path: Path) -> None:
     out = run_probe(
-        tmp_path, scenario="Offline", null_sut=True, min_duration_s=0.3, target_qps=300_000
+        tmp_path,
+        scenario="Offline",
+        null_sut=True,
+        min_duration_s=0.1,
+        target_qps=300_000,
+        performance_runs=1,
     )
     assert out.failures == []
-    assert out.measured["throughput"].value > 100_000  # samples/s
+    throughput = out.measured["throughput"]
+    assert throughput.value > 100_000  # samples/s
+    # one run gives no bound on the median: the figure says what it takes
+    assert throughput.repeats == 1
+    assert throughput.ci is not None and throughput.ci.low is None
+    assert throughput.ci.need == (
+        "need at least 5 LoadGen performance runs for a 95% bound (have 1)"
+    )
 
 
 def test_server_low_qps_is_valid(tmp_path: Path) -> None:
@@ -255,6 +278,7 @@ def test_server_low_qps_is_valid(tmp_path: Path) -> None:
         # a null SUT answers in microseconds; the bound leaves room for a busy CI machine
         latency_bound_ms=100,
         min_duration_s=2.0,  # 600 queries: enough for LoadGen's early stopping
+        performance_runs=1,  # one run: 2 s, and the QPS figure asks for more runs
     )
     qps, p99 = out.measured["server_qps"], out.measured["latency_p99"]
     assert qps.invalid_reason == "" and p99.invalid_reason == "", qps.invalid_reason
@@ -262,6 +286,24 @@ def test_server_low_qps_is_valid(tmp_path: Path) -> None:
     assert 200 < qps.value < 400  # queries/s: Poisson arrivals at 300
     assert p99.value < 100
     assert p99.ci is not None and p99.ci.high == 100  # early stopping: p99 within the bound
+    assert qps.ci is not None and qps.ci.low is None
+    assert "need at least 5 LoadGen performance runs" in qps.ci.need
+    verdict = judge(
+        Indicator(
+            id="qps",
+            title="Server QPS",
+            metric="lg.server_qps",
+            op=">=",
+            target=100,
+            unit="queries/s",
+            source="test",
+        ),
+        qps,
+        None,
+        None,
+    )
+    assert verdict.status == "INCONCLUSIVE"
+    assert "need at least 5 LoadGen performance runs for a 95% bound (have 1)" in verdict.reason
 
 
 def test_server_too_short_is_invalid_in_loadgens_words(tmp_path: Path) -> None:
@@ -272,10 +314,15 @@ def test_server_too_short_is_invalid_in_loadgens_words(tmp_path: Path) -> None:
         target_qps=300,
         latency_bound_ms=20,
         min_duration_s=0.2,
+        performance_runs=2,
     )
     qps = out.measured["server_qps"]
     assert qps.details["validity"] == "INVALID"
-    assert qps.invalid_reason.startswith("LoadGen result INVALID")
+    assert qps.invalid_reason.startswith(
+        "2 of 2 performance runs cannot count (also performance-2); performance-1: "
+        "LoadGen result INVALID"
+    )
+    assert [r["validity"] for r in qps.details["per_run"]] == ["INVALID", "INVALID"]
     assert "early stopping" in qps.invalid_reason
     assert "Would need to run at least" in qps.invalid_reason  # LoadGen's own text
     verdict = judge(
@@ -304,6 +351,7 @@ def test_test04_flags_a_caching_sut(tmp_path: Path) -> None:
         sample_count=24,
         test04_samples=16,
         min_duration_s=0.2,
+        performance_runs=1,
         compliance=True,
     )
     ratio = out.measured["test04_speedup"]
@@ -324,6 +372,7 @@ def test_test01_flags_outputs_that_differ_from_accuracy_mode(tmp_path: Path) -> 
         scenario="SingleStream",
         min_duration_s=0.2,
         expected_latency_ms=0.01,
+        performance_runs=1,
         compliance=True,
         test01_samples=32,
     )
@@ -332,7 +381,7 @@ def test_test01_flags_outputs_that_differ_from_accuracy_mode(tmp_path: Path) -> 
     assert match.value < 1.0
     assert match.details["flagged"]
     assert "TEST01-like check failed" in out.measured["latency_p90"].invalid_reason
-    perf = jsonio.read(out.root / "runs" / "03-performance" / "run.json")["settings"]
+    perf = jsonio.read(out.root / "runs" / "03-performance-1" / "run.json")["settings"]
     assert perf["accuracy_log_sampling_target"] == 32
 
 
@@ -344,11 +393,12 @@ def test_sample_failures_are_recorded_and_the_run_goes_on(tmp_path: Path) -> Non
         sample_count=30,
         min_duration_s=0.2,
         expected_latency_ms=0.01,
+        performance_runs=1,
     )
-    assert any(f.startswith("performance: ") and "samples failed" in f for f in out.failures)
+    assert any(f.startswith("performance-1: ") and "samples failed" in f for f in out.failures)
     failed = out.measured["failed_samples"]
     assert failed.value > 0
-    run = jsonio.read(out.root / "runs" / "01-performance" / "run.json")
+    run = jsonio.read(out.root / "runs" / "01-performance-1" / "run.json")
     assert 0 < run["failed"] < run["answered"]
     assert run["first_failures"][0].endswith("crashed: ValueError: boom")
     p90 = out.measured["latency_p90"]  # still measured, but cannot decide
@@ -370,7 +420,8 @@ def test_server_search_bisects_and_keeps_every_trial(tmp_path: Path) -> None:
         server_search=True,
         search_trial_s=0.25,
         search_steps=2,
-        min_duration_s=0.5,
+        min_duration_s=0.3,
+        performance_runs=2,  # the search runs once, its confirmation twice
     )
     best = out.measured["server_max_valid_qps"]
     trials = best.details["trials"]
@@ -386,9 +437,14 @@ def test_server_search_bisects_and_keeps_every_trial(tmp_path: Path) -> None:
     assert [d for d in dirs if "-search-" in d] == [
         f"{i + 1:02d}-search-{i + 1:02d}" for i in range(len(trials))
     ]
-    confirm = jsonio.read(out.root / "runs" / dirs[-1] / "run.json")
-    assert confirm["name"] == "performance"
-    assert confirm["settings"]["server_target_qps"] == best.value
+    for k, directory in enumerate(dirs[-2:], start=1):
+        confirm = jsonio.read(out.root / "runs" / directory / "run.json")
+        assert confirm["name"] == f"performance-{k}"
+        assert confirm["repeat"] == {"index": k, "of": 2}
+        assert confirm["settings"]["server_target_qps"] == best.value
+    assert best.repeats == 2
+    assert best.ci is not None and best.ci.low is None  # two confirmations: no bound yet
+    assert "(have 2)" in best.ci.need
 
 
 def test_accuracy_run_keeps_text_outputs(tmp_path: Path) -> None:
@@ -401,6 +457,7 @@ def test_accuracy_run_keeps_text_outputs(tmp_path: Path) -> None:
         dataset={"kind": "text_lines", "path": str(lines)},
         min_duration_s=0.05,
         target_qps=1000,
+        performance_runs=1,
         accuracy=True,
     )
     assert out.measured["accuracy_outputs"].value == 4  # the blank line is no sample

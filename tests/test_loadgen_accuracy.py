@@ -33,7 +33,7 @@ from harness.probes.loadgen import (
 CLASSES = 5
 FEATURES = 16
 WEIGHTS = np.random.default_rng(11).standard_normal((FEATURES, CLASSES)).astype(np.float32)
-FAST = {"min_duration_s": 0.2, "min_query_count": 1, "warmup_samples": 2}
+FAST = {"min_duration_s": 0.2, "min_query_count": 1, "warmup_samples": 2, "performance_runs": 1}
 
 # ------------------------------------------------------------------------ helpers
 

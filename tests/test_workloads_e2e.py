@@ -52,25 +52,27 @@ def _suite(tasks: str, indicators: str) -> str:
     )
 
 
+# latency has LoadGen's early-stopping bound from one run; throughput and QPS need >= 5 runs
+# for a 95% bound on their median: Offline makes 5 short ones, Server one (so it cannot pass)
 ALL_SCENARIOS = """\
   - id: single
     probe: inference.loadgen
     args: {scenario: SingleStream, dataset: {kind: random_tensor, shape: [1, 16], count: 32},
-           min_duration_s: 0.3, min_query_count: 50}
+           min_duration_s: 0.3, min_query_count: 50, performance_runs: 1}
   - id: multi
     probe: inference.loadgen
     args: {scenario: MultiStream, samples_per_query: 4,
            dataset: {kind: random_tensor, shape: [1, 16], count: 32},
-           min_duration_s: 0.3, min_query_count: 50}
+           min_duration_s: 0.3, min_query_count: 50, performance_runs: 1}
   - id: server
     probe: inference.loadgen
     args: {scenario: Server, target_qps: 200, latency_bound_ms: 50,
            dataset: {kind: random_tensor, shape: [1, 16], count: 32},
-           min_duration_s: 0.3, min_query_count: 50}
+           min_duration_s: 0.3, min_query_count: 50, performance_runs: 1}
   - id: offline
     probe: inference.loadgen
     args: {scenario: Offline, dataset: {kind: random_tensor, shape: [1, 16], count: 32},
-           min_duration_s: 0.3, min_query_count: 50, accuracy: true}
+           min_duration_s: 0.05, min_query_count: 50, accuracy: true, performance_runs: 5}
 """
 ALL_INDICATORS = """\
   - {id: p90, title: p90, metric: single.latency_p90, op: "<=", target: 1000, unit: ms, source: t}
@@ -109,8 +111,20 @@ def test_onnx_model_through_every_scenario(tmp_path: Path, monkeypatch: pytest.M
         if measured[metric]["invalid_reason"]:
             assert verdict["status"] == "INCONCLUSIVE"
             assert "LoadGen" in verdict["reason"]
+        elif indicator == "qps":  # one Server run: no bound on the median QPS
+            assert verdict["status"] == "INCONCLUSIVE"
+            assert (
+                "need at least 5 LoadGen performance runs for a 95% bound (have 1)"
+                in (verdict["reason"])
+            )
         else:
             assert verdict["status"] == "PASS", verdict["reason"]
+    throughput = measured["offline.throughput"]
+    rates = sorted(r["value"] for r in throughput["details"]["per_run"])
+    assert throughput["repeats"] == len(rates) == 5
+    # 5 runs at 95%: the median with the min and max as its bounds (1 - 2^-5 = 0.969)
+    assert throughput["value"] == rates[2]
+    assert (throughput["ci"]["low"], throughput["ci"]["high"]) == (rates[0], rates[-1])
     for task in ("single", "multi", "server", "offline"):
         logs = list((out / "evidence/tasks" / task).rglob("mlperf_log_summary.txt"))
         assert logs, f"no LoadGen summary for {task}"
@@ -135,7 +149,7 @@ TEXT_TASK = """\
   - id: offline
     probe: inference.loadgen
     args: {{scenario: Offline, dataset: {{kind: text_lines, path: {path}}},
-           min_duration_s: 0.2, min_query_count: 20, accuracy: true}}
+           min_duration_s: 0.2, min_query_count: 20, accuracy: true, performance_runs: 1}}
 """
 TEXT_INDICATOR = """\
   - {id: thr, title: thr, metric: offline.throughput, op: ">=", target: 1, unit: samples/s,

@@ -4,24 +4,32 @@ collect: samples from a dataset spec form LoadGen's query sample library; a shor
 through the session (which also sizes LoadGen's expected latency / QPS where the suite gives
 none); with `compliance`, two TEST04-like runs (each of a set of fresh samples once, then
 one sample repeated as often) before anything else sees those samples; with
-`server_search`, short Server trials bisecting over the target QPS; the performance run
-(with `compliance`, LoadGen also logs a seeded random subset of its outputs, as TEST01
-does); with `accuracy` or `compliance`, an AccuracyOnly run that logs every output. Every
-run's LoadGen logs (summary, detail, accuracy; the trace only with `trace: true`) are copied
-verbatim into the evidence with the settings and the session's per-sample failures. With
-`accuracy_metric`, the labels of the samples (from a labelled dataset) go into labels.json.
+`server_search`, short Server trials bisecting over the target QPS (once); then
+`performance_runs` performance runs (performance-1, performance-2, ...), each with its own
+LoadGen seeds derived from the run's seed (with `compliance`, LoadGen also logs a seeded
+random subset of each one's outputs, as TEST01 does); with `accuracy` or `compliance`, an
+AccuracyOnly run that logs every output. A SUT that only replays pre-computed outputs gets
+one performance run. Every run's LoadGen logs (summary, detail, accuracy; the trace only
+with `trace: true`) are copied verbatim into the evidence with the settings and the
+session's per-sample failures. With `accuracy_metric`, the labels of the samples (from a
+labelled dataset) go into labels.json.
 score: from those logs alone: the scenario's figure (SingleStream p90 latency, MultiStream
-p99 per-query latency, Server completed QPS and p99 latency, Offline samples/s) with
-LoadGen's own INVALID reasons as `invalid_reason`, the highest Server QPS that met the
-latency bound, the TEST01 match fraction, the TEST04 speed ratio and failed samples; with
-`accuracy_metric`, the accuracy of the AccuracyOnly run's outputs against labels.json.
+p99 per-query latency, Server completed QPS and p99 latency, Offline samples/s) over the
+performance runs, with LoadGen's own INVALID reasons as `invalid_reason` (any run INVALID:
+the figure cannot decide); throughput and QPS are the median over the runs with
+order-statistic bounds, latency is bounded by the largest early-stopping estimate; the
+highest Server QPS that met the latency bound, the TEST01 match fraction, the TEST04 speed
+ratio and failed samples; with `accuracy_metric`, the accuracy of the AccuracyOnly run's
+outputs against labels.json. With pre-computed outputs (the `sut:` adapter is
+`dry_run_only`) no latency, throughput, QPS or TEST04 figure is measured.
 
 The package, by module: `args` (LoadgenArgs), `datasets` (dataset kinds, labels),
 `sessions` (the null SUT, the submission's adapter), `outputs` (responses encoded for
 LoadGen, decoded back), `driver` (LoadGen's SUT and QSL callbacks), `settings` (TestSettings
 per scenario, the plan from the warm-up), `runner` (one LoadGen run into the evidence),
 `collect`, `logs` (LoadGen's logs and the run records read back), `compliance`
-(TEST01/TEST04-like), `accuracy_metric`, `score`, and `probe` (the registered probe).
+(TEST01/TEST04-like), `figures` (the scenario's figures over the performance runs),
+`accuracy_metric`, `score`, and `probe` (the registered probe).
 """
 
 from harness.probes.loadgen.args import AccuracyMetric, LoadgenArgs, Scenario

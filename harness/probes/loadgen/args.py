@@ -31,6 +31,10 @@ class LoadgenArgs(BaseModel):
     expected_latency_ms: float | None = Field(default=None, gt=0)
     samples_per_query: int = Field(default=8, ge=1)  # MultiStream
     min_duration_s: float = Field(default=60.0, ge=0)
+    # full PerformanceOnly runs, each with its own schedule seeds: throughput and QPS are
+    # the median over them with order-statistic bounds (95% takes >= 5); a latency figure
+    # is bounded by the largest of their early-stopping estimates
+    performance_runs: int = Field(default=5, ge=1)
     max_duration_s: float | None = Field(default=None, gt=0)
     min_query_count: int | None = Field(default=None, ge=1)  # None: LoadGen's default
     batch_size: int = Field(default=64, ge=1)  # most samples per session.run call

@@ -10,13 +10,14 @@ from typing import Any
 
 import numpy as np
 
+from harness.adapters import precomputed
 from harness.adapters.protocol import Sample, SutSession
 from harness.errors import BadInput
 from harness.probes.base import CollectContext
 from harness.probes.loadgen.args import LoadgenArgs
 from harness.probes.loadgen.datasets import LABELS_FILE, Labels, build_dataset, read_labels
 from harness.probes.loadgen.driver import Driver
-from harness.probes.loadgen.logs import MAX_REASONS, trial_passed
+from harness.probes.loadgen.logs import MAX_REASONS, PERFORMANCE, trial_passed
 from harness.probes.loadgen.runner import Runner
 from harness.probes.loadgen.sessions import open_session
 from harness.probes.loadgen.settings import (
@@ -38,6 +39,9 @@ def collect_evidence(ctx: CollectContext) -> list[str]:
     except (OSError, ValueError) as error:
         raise BadInput("dataset", args.dataset.get("kind"), str(error)) from None
     labels = _labels_for(args, len(samples))
+    # a SUT that only replays pre-computed outputs is timed for nothing: collect makes only
+    # the runs whose outputs are scored (one performance run for TEST01, the accuracy run)
+    replayed = precomputed(ctx.sut)
     session = open_session(ctx)
     failures: list[str] = []
     try:
@@ -45,6 +49,8 @@ def collect_evidence(ctx: CollectContext) -> list[str]:
             "config.json",
             {
                 "args": args.model_dump(mode="json"),
+                "performance_runs": 1 if replayed else args.performance_runs,
+                "precomputed_outputs": replayed,
                 "quick": ctx.quick,
                 "seed": ctx.seed,
                 "dataset": _dataset_facts(samples, args.dataset),
@@ -67,7 +73,7 @@ def collect_evidence(ctx: CollectContext) -> list[str]:
         driver = Driver(lg, session, args.batch_size, args.workers)
         sut = lg.ConstructFastSUT(driver.issue, driver.flush)
         try:
-            _collect(ctx, args, lg, driver, sut, samples, failures)
+            _collect(ctx, args, lg, driver, sut, samples, failures, replayed)
         finally:
             lg.DestroyFastSUT(sut)
     finally:
@@ -83,11 +89,13 @@ def _collect(
     sut: Any,
     samples: list[Sample],
     failures: list[str],
+    replayed: bool,
 ) -> None:
     ctx.progress("warm-up")
     warm = min(args.warmup_samples, max(1, len(samples) // 4))
     pilot = _warm_up(driver.session, samples, warm, args)
-    plan = make_plan(args, pilot, ctx.seed, len(samples) - warm)
+    repeats = 1 if replayed else args.performance_runs
+    plan = make_plan(args, pilot, ctx.seed, len(samples) - warm, repeats)
     ctx.evidence.write_json("warmup.json", {**pilot, "plan": plan.__dict__})
     if pilot["failed"]:
         failures.append(
@@ -97,7 +105,7 @@ def _collect(
     runs = Runner(ctx, args, lg, driver, sut, failures)
     seeds = plan.seeds
 
-    if args.compliance:
+    if args.compliance and not replayed:
         # Samples no earlier step has touched: a SUT that remembers answers cannot
         # have any of them yet. Each fresh sample once, then one sample as often.
         fresh = samples[warm:] or samples
@@ -127,16 +135,19 @@ def _collect(
         )
 
     target_qps = plan.target_qps
-    if args.server_search:
+    if args.server_search and not replayed:
         target_qps = _search(args, runs, samples, plan) or target_qps
 
-    main = scenario_settings(args, plan, target_qps, args.min_duration_s)
-    if args.compliance:
-        main |= {
-            "accuracy_log_sampling_target": args.test01_samples,
-            "accuracy_log_rng_seed": seeds["schedule_rng_seed"] ^ 0x5EED,
-        }
-    runs.run("performance", samples, main)
+    # the search ran once; the figure's runs are repeated, each with its own seeds, and
+    # with `compliance` every one of them logs a sample of its outputs for TEST01
+    for k, repeat_seeds in enumerate(plan.performance_seeds, start=1):
+        main = scenario_settings(args, plan, target_qps, args.min_duration_s) | repeat_seeds
+        if args.compliance:
+            main |= {
+                "accuracy_log_sampling_target": args.test01_samples,
+                "accuracy_log_rng_seed": repeat_seeds["schedule_rng_seed"] ^ 0x5EED,
+            }
+        runs.run(f"{PERFORMANCE}-{k}", samples, main, repeat=(k, len(plan.performance_seeds)))
 
     if args.accuracy or args.compliance:
         accuracy = scenario_settings(args, plan, target_qps, args.min_duration_s)

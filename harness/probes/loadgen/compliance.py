@@ -7,39 +7,54 @@ from typing import Any
 from harness.evidence import EvidenceReader
 from harness.models import Measurement, Unmeasured
 from harness.probes.loadgen.args import LoadgenArgs
-from harness.probes.loadgen.logs import MAX_REASONS, Run, accuracy_entries, ns_to_ms
+from harness.probes.loadgen.logs import (
+    MAX_REASONS,
+    Run,
+    accuracy_entries,
+    ns_to_ms,
+    performance_repeats,
+)
 from harness.probes.loadgen.outputs import outputs_match
 
 
 def score_test01(
     reader: EvidenceReader, runs: dict[str, Run], args: LoadgenArgs
 ) -> Measurement | Unmeasured:
-    perf, acc = runs.get("performance"), runs.get("accuracy")
-    if perf is None or acc is None:
+    perfs, acc = performance_repeats(runs), runs.get("accuracy")
+    if not perfs or acc is None:
         return Unmeasured(
             id="test01_match", reason="the evidence lacks the performance or the accuracy run"
         )
     formats = reader.read_json(f"{acc.dir}/formats.json")
     expected = {int(e["qsl_idx"]): e["data"] for e in accuracy_entries(reader, acc.dir)}
-    sampled = accuracy_entries(reader, perf.dir)
-    compared = matched = skipped = 0
+    compared = matched = skipped = logged = 0
     mismatches: list[dict[str, Any]] = []
-    for entry in sampled:
-        idx = int(entry["qsl_idx"])
-        desc = formats.get(str(idx))
-        if idx not in expected or desc is None or desc["kind"] == "failed":
-            skipped += 1
-            continue
-        compared += 1
-        got, want = bytes.fromhex(entry["data"]), bytes.fromhex(expected[idx])
-        if outputs_match(got, want, desc, args.test01_rtol, args.test01_atol):
-            matched += 1
-        elif len(mismatches) < MAX_REASONS:
-            mismatches.append({"qsl_idx": idx, "seq_id": entry.get("seq_id")})
+    per_run: dict[str, dict[str, int]] = {}
+    for perf in perfs:
+        sampled = accuracy_entries(reader, perf.dir)
+        logged += len(sampled)
+        run_compared = run_matched = 0
+        for entry in sampled:
+            idx = int(entry["qsl_idx"])
+            desc = formats.get(str(idx))
+            if idx not in expected or desc is None or desc["kind"] == "failed":
+                skipped += 1
+                continue
+            run_compared += 1
+            got, want = bytes.fromhex(entry["data"]), bytes.fromhex(expected[idx])
+            if outputs_match(got, want, desc, args.test01_rtol, args.test01_atol):
+                run_matched += 1
+            elif len(mismatches) < MAX_REASONS:
+                mismatches.append(
+                    {"run": perf.run["name"], "qsl_idx": idx, "seq_id": entry.get("seq_id")}
+                )
+        per_run[perf.run["name"]] = {"compared": run_compared, "matched": run_matched}
+        compared += run_compared
+        matched += run_matched
     if not compared:
         return Unmeasured(
             id="test01_match",
-            reason=f"LoadGen logged {len(sampled)} performance-mode outputs and none could "
+            reason=f"LoadGen logged {logged} performance-mode outputs and none could "
             "be compared with an accuracy-mode output",
         )
     fraction = matched / compared
@@ -53,8 +68,8 @@ def score_test01(
         value=fraction,
         unit="ratio",
         n=compared,
-        repeats=1,
-        method="TEST01-like: LoadGen logged a seeded random subset of the performance run's "
+        repeats=len(perfs),
+        method="TEST01-like: LoadGen logged a seeded random subset of each performance run's "
         "outputs (accuracy_log_sampling_target); each is compared with the AccuracyOnly "
         f"run's output for the same sample (text exactly, arrays within rtol "
         f"{args.test01_rtol:g}, atol {args.test01_atol:g})",
@@ -62,6 +77,7 @@ def score_test01(
             "compared": compared,
             "matched": matched,
             "not_comparable": skipped,
+            "per_run": per_run,
             "first_mismatches": mismatches,
             "min_match": args.test01_min_match,
             "flagged": flagged,

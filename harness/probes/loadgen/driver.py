@@ -85,17 +85,29 @@ class Driver:
         if self._threads:
             self._queue.put((ids, indices))
         else:
+            # LoadGen calls this from its one issue thread (the harness never sets
+            # server_num_issue_query_threads): nothing else writes the count
+            self.stats.answered += len(ids)
             self._serve(ids, indices)
 
     def flush(self) -> None:
         pass
 
     def _serve_queue(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            self._serve(*item)
+        # each worker counts on its own and adds its count once, under the lock, when it
+        # stops (end() joins every worker before it hands the stats back): `+=` on a shared
+        # attribute is a read and a write that another worker can come between
+        answered = 0
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                answered += len(item[0])
+                self._serve(*item)
+        finally:
+            with self._lock:
+                self.stats.answered += answered
 
     def _serve(self, ids: list[int], indices: list[int]) -> None:
         size = self.batch_size
@@ -117,7 +129,6 @@ class Driver:
         would hang the run)."""
         lg = self.lg
         response = lg.QuerySampleResponse
-        self.stats.answered += len(ids)
         try:
             table = self.table
             samples = cast("list[Sample]", [table[x] for x in indices])

@@ -10,6 +10,7 @@ from typing import Any
 from harness.evidence import EvidenceReader
 
 MAX_REASONS = 5  # sample failure reasons kept per run
+PERFORMANCE = "performance"  # the performance runs are performance-1, performance-2, ...
 
 
 @dataclass
@@ -126,6 +127,17 @@ def read_runs(evidence: EvidenceReader) -> dict[str, Run]:
         text = evidence.read_text(detail) if evidence.exists(detail) else ""
         runs[record["name"]] = Run(rel, record, parse_detail(text))
     return runs
+
+
+def performance_repeats(runs: dict[str, Run]) -> list[Run]:
+    """The task's performance runs, in the order they ran (evidence from before repeats
+    holds one, named `performance`)."""
+    prefix = f"{PERFORMANCE}-"
+    return [
+        run
+        for name, run in runs.items()
+        if name == PERFORMANCE or (name.startswith(prefix) and name[len(prefix) :].isdigit())
+    ]
 
 
 def ns_to_ms(value: Any) -> float:

@@ -25,7 +25,7 @@ class LoadgenProbe:
 
     def estimated_steps(self, args: BaseModel, quick: bool) -> int:
         assert isinstance(args, LoadgenArgs)
-        steps = 2  # warm-up, performance run
+        steps = 1 + args.performance_runs  # warm-up, performance runs
         if args.compliance:
             steps += 2
         if args.accuracy or args.compliance:

@@ -40,7 +40,10 @@ class Runner:
         samples: list[Sample],
         values: dict[str, Any],
         record_formats: bool = False,
+        repeat: tuple[int, int] | None = None,
     ) -> tuple[LoadgenLog, RunStats]:
+        """One LoadGen run of `samples` with these settings; `repeat` (k, of) marks the
+        k-th of a task's performance runs."""
         lg, args, driver = self.lg, self.args, self.driver
         self.count += 1
         directory = f"runs/{self.count:02d}-{name}"
@@ -92,6 +95,8 @@ class Runner:
             "trace": args.trace,
             **stats.as_json(),
         }
+        if repeat is not None:
+            record["repeat"] = {"index": repeat[0], "of": repeat[1]}
         if name.startswith("search-"):
             passed, why = trial_passed(log, stats.failed)
             record["trial"] = {"passed": passed, "why": why}

@@ -37,8 +37,10 @@ class Plan:
 
     expected_latency_ns: int
     target_qps: float
-    seeds: dict[str, int]
+    seeds: dict[str, int]  # the TEST04, search and accuracy runs, and performance run 1
     same_index: int
+    # LoadGen's seeds for each performance run, in order (the first is `seeds`)
+    performance_seeds: list[dict[str, int]]
 
 
 def scenario_settings(
@@ -63,7 +65,17 @@ def scenario_settings(
     return loadgen_settings(args.scenario, "PerformanceOnly", **values)
 
 
-def make_plan(args: LoadgenArgs, pilot: dict[str, Any], seed: int, fresh: int) -> Plan:
+def _seeds(rng: random.Random) -> dict[str, int]:
+    return {
+        "qsl_rng_seed": rng.getrandbits(63),
+        "sample_index_rng_seed": rng.getrandbits(63),
+        "schedule_rng_seed": rng.getrandbits(63),
+    }
+
+
+def make_plan(
+    args: LoadgenArgs, pilot: dict[str, Any], seed: int, fresh: int, performance_runs: int = 1
+) -> Plan:
     latencies = sorted(pilot["single_latency_s"])
     single = latencies[len(latencies) // 2] if latencies else 1e-3
     floor_s = max(1e-6, args.min_duration_s * 2 / MAX_GENERATED_QUERIES)
@@ -85,9 +97,11 @@ def make_plan(args: LoadgenArgs, pilot: dict[str, Any], seed: int, fresh: int) -
     else:
         qps = 0.5 / max(single, 1e-9)
     rng = random.Random(f"inference.loadgen:{seed}")
-    seeds = {
-        "qsl_rng_seed": rng.getrandbits(63),
-        "sample_index_rng_seed": rng.getrandbits(63),
-        "schedule_rng_seed": rng.getrandbits(63),
-    }
-    return Plan(expected_ns, qps, seeds, rng.randrange(max(1, fresh)))
+    seeds = _seeds(rng)
+    same_index = rng.randrange(max(1, fresh))
+    # each repeat its own sample order and arrival schedule, all from the run's seed
+    repeats = [seeds] + [
+        _seeds(random.Random(f"inference.loadgen:{seed}:performance-{k}"))
+        for k in range(2, performance_runs + 1)
+    ]
+    return Plan(expected_ns, qps, seeds, same_index, repeats)
