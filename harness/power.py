@@ -17,6 +17,7 @@ from typing import Any
 
 MIN_COVERAGE = 0.95  # fraction of the expected samples that must lie in the window
 MAX_GAP_PERIODS = 2.0  # longest allowed gap between samples, in sample periods
+FUTURE_TOLERANCE_S = 2.0  # see harness.instruments.meterlog
 
 COUNTER_SCALE_J = {"mJ": 1e-3, "uJ": 1e-6, "J": 1.0}
 
@@ -56,6 +57,26 @@ def parse_utc(text: str) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"timestamp {text!r} has no time zone (expected UTC)")
     return value
+
+
+def log_problem(record: dict[str, Any]) -> list[str]:
+    """Why an imported meter log cannot be trusted for this run ([] when it can): rows
+    stamped after the harness read the log (on the meter's clock: the read time plus the
+    stated offset) were not recorded by a meter watching this run."""
+    extra = record.get("extra", {})
+    read = extra.get("read_clock")
+    last = extra.get("last_row_utc")
+    if read is None or last is None:
+        return ["the meter-log record does not say when the log was read"]
+    offset = float(extra.get("clock_offset_s", 0.0))
+    ahead = (parse_utc(last) - parse_utc(read["utc"])).total_seconds() - offset
+    if ahead > FUTURE_TOLERANCE_S:
+        return [
+            f"the meter log's last row ({last}) is {ahead:.1f} s later than the moment the "
+            f"harness read it ({read['utc']}, meter clock offset {offset:g} s): a log written "
+            "before the run, not by a meter watching it"
+        ]
+    return []
 
 
 def power_samples(record: dict[str, Any]) -> list[tuple[float, float]]:
@@ -156,6 +177,8 @@ def window_energy(record: dict[str, Any], window: Window) -> WindowEnergy:
         "uncertainty_source": uncertainty.get("source", "not stated"),
     }
     problems: list[str] = []
+    if record["kind"] == "meter-log":
+        problems += log_problem(record)
     if record.get("status") == "lost":
         problems.append(f"instrument lost during the window: {record.get('reason', '')}")
     counter = record.get("energy_counter")
@@ -215,10 +238,44 @@ def window_energy(record: dict[str, Any], window: Window) -> WindowEnergy:
     )
 
 
-def uncertainty_bounds(value_w: float, energy: WindowEnergy) -> tuple[float, float] | None:
-    """[low, high] from the instrument's stated uncertainty; None when it states none."""
+def _power_spread(value_w: float, energy: WindowEnergy) -> float | None:
+    """The worst-case spread of an average power from the instrument's stated uncertainty
+    (|P| x relative + absolute); None when it states none."""
     rel, absolute = energy.relative_uncertainty, energy.absolute_uncertainty_w
     if rel is None and absolute is None:
         return None
-    spread = abs(value_w) * (rel or 0.0) + (absolute or 0.0)
+    return abs(value_w) * (rel or 0.0) + (absolute or 0.0)
+
+
+def uncertainty_bounds(value_w: float, energy: WindowEnergy) -> tuple[float, float] | None:
+    """[low, high] of an average power from the instrument's stated uncertainty; None when it
+    states none."""
+    spread = _power_spread(value_w, energy)
+    if spread is None:
+        return None
     return value_w - spread, value_w + spread
+
+
+def energy_bounds(
+    energy_j: float, duration_s: float, energy: WindowEnergy
+) -> tuple[float, float] | None:
+    """[low, high] of an energy over a window of `duration_s`: an absolute power uncertainty
+    of A watts held for t seconds is A x t joules, so the spread is E x relative + A x t (not
+    A: 10 W +/- 1 W over 30 s is 300 +/- 30 J). None when the instrument states none."""
+    rel, absolute = energy.relative_uncertainty, energy.absolute_uncertainty_w
+    if rel is None and absolute is None:
+        return None
+    spread = abs(energy_j) * (rel or 0.0) + (absolute or 0.0) * duration_s
+    return energy_j - spread, energy_j + spread
+
+
+def net_bounds(
+    load_w: float, idle_w: float, load: WindowEnergy, idle: WindowEnergy
+) -> tuple[float, float] | None:
+    """[low, high] of load minus idle power: the worst case of both errors, the load's spread
+    plus the idle's (they may err in opposite directions). None when either states none."""
+    load_spread, idle_spread = _power_spread(load_w, load), _power_spread(idle_w, idle)
+    if load_spread is None or idle_spread is None:
+        return None
+    net = load_w - idle_w
+    return net - load_spread - idle_spread, net + load_spread + idle_spread

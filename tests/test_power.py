@@ -3,7 +3,10 @@ meter-log import end to end."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,8 +14,17 @@ from typing import Any
 import pytest
 
 from harness.errors import BadInput
+from harness.evaluate import evaluate
 from harness.instruments.meterlog import read_log
-from harness.power import Window, integrate_power, unwrap_counter, window_energy
+from harness.power import (
+    Window,
+    energy_bounds,
+    integrate_power,
+    log_problem,
+    net_bounds,
+    unwrap_counter,
+    window_energy,
+)
 
 
 def _record(**overrides: Any) -> dict[str, Any]:
@@ -127,13 +139,97 @@ def test_bad_meter_logs_name_the_line(tmp_path: Path, text: str, field: str | No
     assert str(path) in str(info.value)
 
 
+def _stamp(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def _write_meter_log(path: Path, watts: float, period_s: float = 0.1) -> None:
+    """A log written in advance, with rows for the next two minutes: what a meter watching
+    the run could not have written."""
     now = datetime.now(UTC)
     lines = ["timestamp,watts"]
     for i in range(int(-30 / period_s), int(120 / period_s)):
-        stamp = (now + timedelta(seconds=i * period_s)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        lines.append(f"{stamp},{watts}")
+        lines.append(f"{_stamp(now + timedelta(seconds=i * period_s))},{watts}")
     path.write_text("\n".join(lines) + "\n")
+
+
+@contextlib.contextmanager
+def _live_meter_log(path: Path, watts: float, period_s: float = 0.05) -> Iterator[None]:
+    """A meter logging while the run goes on: 30 s of history, then one whole line appended
+    every period with the time it is written, until the block ends."""
+    now = datetime.now(UTC)
+    history = [
+        f"{_stamp(now - timedelta(seconds=i * period_s))},{watts}"
+        for i in range(int(30 / period_s), 0, -1)
+    ]
+    path.write_text("timestamp,watts\n" + "\n".join(history) + "\n")
+    stop = threading.Event()
+
+    def append() -> None:
+        with path.open("a", encoding="utf-8") as log:
+            while not stop.wait(period_s):
+                log.write(f"{_stamp(datetime.now(UTC))},{watts}\n")
+                log.flush()
+
+    writer = threading.Thread(target=append, daemon=True)
+    writer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        writer.join()
+
+
+def test_energy_bound_grows_with_the_window() -> None:
+    # 10 W +/- 1 W held for 30 s: 300 J +/- 30 J (not +/- 1 J); with 1% more, +/- 33 J
+    flat = [[float(t), 10.0] for t in range(0, 31)]
+    absolute = window_energy(
+        _record(power_samples=flat, uncertainty={"absolute_w": 1.0, "source": "t"}),
+        Window(0.0, 30.0),
+    )
+    assert absolute.energy_j == pytest.approx(300.0)
+    assert energy_bounds(300.0, 30.0, absolute) == pytest.approx((270.0, 330.0))
+    both = window_energy(
+        _record(power_samples=flat, uncertainty={"relative": 0.01, "absolute_w": 1.0}),
+        Window(0.0, 30.0),
+    )
+    assert energy_bounds(300.0, 30.0, both) == pytest.approx((267.0, 333.0))
+    none = window_energy(_record(power_samples=flat, uncertainty={}), Window(0.0, 30.0))
+    assert energy_bounds(300.0, 30.0, none) is None
+
+
+def test_net_power_bound_adds_the_idle_uncertainty() -> None:
+    # load 20 W, idle 5 W, each +/- (1% + 0.5 W): load 0.7 W, idle 0.55 W -> 15 +/- 1.25 W
+    load = window_energy(_record(power_samples=[[0.0, 20.0], [1.0, 20.0]]), Window(0.0, 1.0))
+    idle = window_energy(_record(power_samples=[[0.0, 5.0], [1.0, 5.0]]), Window(0.0, 1.0))
+    assert net_bounds(20.0, 5.0, load, idle) == pytest.approx((13.75, 16.25))
+    unstated = window_energy(
+        _record(power_samples=[[0.0, 5.0], [1.0, 5.0]], uncertainty={}), Window(0.0, 1.0)
+    )
+    assert net_bounds(20.0, 5.0, load, unstated) is None
+
+
+def _log_record(last_row: str, read_utc: str, offset_s: float = 0.0) -> dict[str, Any]:
+    return _record(
+        kind="meter-log",
+        extra={
+            "utc_samples": [],
+            "clock_offset_s": offset_s,
+            "first_row_utc": "2026-01-01T00:00:00Z",
+            "last_row_utc": last_row,
+            "read_clock": {"monotonic_s": 0.0, "utc": read_utc},
+        },
+    )
+
+
+def test_a_meter_log_with_rows_from_after_it_was_read_cannot_decide() -> None:
+    read = "2026-01-01T00:10:00.000000Z"
+    assert log_problem(_log_record("2026-01-01T00:10:01.500000Z", read)) == []  # within 2 s
+    ahead = log_problem(_log_record("2026-01-01T00:12:00Z", read))
+    assert len(ahead) == 1 and "120.0 s later than the moment the harness read it" in ahead[0]
+    # a meter whose clock runs 2 min ahead of ours stamps "now" 2 min later: not the future
+    assert log_problem(_log_record("2026-01-01T00:12:00Z", read, offset_s=120.0)) == []
+    assert "does not say when" in log_problem(_record(kind="meter-log", extra={}))[0]
 
 
 POWER_SUITE = """\
@@ -147,7 +243,7 @@ tasks:
   - id: power
     probe: power.gemm_load
     args: {precision: int8, size: {cpu: 128, cuda: 1024}, idle_s: 0.5, warmup_s: 0.1,
-           duration_s: 1.0, allowed_domains: [wall]}
+           duration_s: 1.0, allowed_domains: [wall], allow_imported_logs: true}
 indicators:
   - {id: typical_power_w, title: typical power, metric: power.typical_w, op: "<=", target: 16,
      unit: W, source: t}
@@ -165,13 +261,15 @@ def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
     return int(info.value.code or 0)
 
 
-def test_meter_log_judges_typical_power_and_tops_per_watt(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _power_run(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    suite_text: str = POWER_SUITE,
+    live: bool = True,
+) -> tuple[Path, dict[str, Any]]:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    (tmp_path / "suite.yaml").write_text(POWER_SUITE)
+    (tmp_path / "suite.yaml").write_text(suite_text)
     log = tmp_path / "wall.csv"
-    _write_meter_log(log, 12.5)
     submission = tmp_path / "submission.yaml"
     submission.write_text(
         "applicant: A\nproduct: B\nsuite: power-test\nsut: {adapter: local, device: cpu}\n"
@@ -179,30 +277,72 @@ def test_meter_log_judges_typical_power_and_tops_per_watt(
         "uncertainty: {relative: 0.01, absolute_w: 0.1}}\n"
     )
     out = tmp_path / "run"
-    code = _run(
-        ["run", str(tmp_path / "suite.yaml"), "--submission", str(submission), "--out", str(out)],
-        monkeypatch,
-    )
+    argv = ["run", str(tmp_path / "suite.yaml"), "--submission", str(submission), "--out", str(out)]
+    if live:
+        with _live_meter_log(log, 12.5):
+            code = _run(argv, monkeypatch)
+    else:
+        _write_meter_log(log, 12.5)
+        code = _run(argv, monkeypatch)
     assert code == 0
-    predicate = json.loads((out / "statement.json").read_text())["predicate"]
+    return out, json.loads((out / "statement.json").read_text())["predicate"]
+
+
+def test_meter_log_judges_typical_power_and_tops_per_watt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, predicate = _power_run(tmp_path, monkeypatch)
     m = {x["id"]: x for x in predicate["measurements"]}
     window = json.loads((out / "evidence/tasks/power/window.json").read_text())
     seconds = window["load"][1] - window["load"][0]
-    ops = window["ops_per_iter"] * window["iterations"]
+    ops = 2 * 128**3 * window["iterations"]  # the suite's cpu size, 2mnk per iteration
     assert m["power.typical_w"]["value"] == pytest.approx(12.5)  # gross basis
     assert m["power.gross_w"]["value"] == pytest.approx(12.5)
     assert m["power.idle_w"]["value"] == pytest.approx(12.5)  # a flat meter: idle = load
     assert m["power.net_w"]["value"] == pytest.approx(0.0, abs=1e-9)
-    # energy = 12.5 W x the window; TOPS/W = operations / 1e12 / energy, all from one window
-    assert m["power.energy_j"]["value"] == pytest.approx(12.5 * seconds, rel=1e-9)
-    assert m["power.tops_per_w"]["value"] == pytest.approx(ops / 1e12 / (12.5 * seconds))
+    # net: load and idle each +/- (12.5 x 1% + 0.1) = 0.225 W, worst case 0.45 W
+    assert m["power.net_w"]["ci"]["high"] == pytest.approx(0.45)
+    # energy = 12.5 W x the window, +/- (1% of it + 0.1 W x the window's seconds)
+    energy = 12.5 * seconds
+    assert m["power.energy_j"]["value"] == pytest.approx(energy, rel=1e-9)
+    spread = energy * 0.01 + 0.1 * seconds
+    assert m["power.energy_j"]["ci"]["low"] == pytest.approx(energy - spread, rel=1e-9)
+    assert m["power.tops_per_w"]["value"] == pytest.approx(ops / 1e12 / energy)
+    assert m["power.tops_per_w"]["ci"]["low"] == pytest.approx(ops / 1e12 / (energy + spread))
     # bound: 12.5 x 1.01 + 0.1 = 12.725 W <= 16
     verdicts = {v["indicator"]: v for v in predicate["verdicts"]}
     assert verdicts["typical_power_w"]["status"] == "PASS"
     assert verdicts["typical_power_w"]["bound"] == pytest.approx(12.725)
     assert verdicts["int8_tops_per_w"]["status"] == "FAIL"  # a CPU at 12.5 W is far below 2
     assert "wall" in m["power.typical_w"]["method"]
+    assert "imported meter log" in m["power.typical_w"]["method"]
     assert _run(["audit", str(out)], monkeypatch) == 0
+    # a recorded operation count that is not 2mnk of the size is not taken on trust
+    (out / "evidence/tasks/power/window.json").write_text(
+        json.dumps({**window, "ops_per_iter": window["ops_per_iter"] * 1000})
+    )
+    rescored = {x.id: x for x in evaluate(out / "evidence").measurements}
+    assert rescored["power.tops_per_w"].value == pytest.approx(ops / 1e12 / energy)
+    assert "2mnk" in rescored["power.tops_per_w"].invalid_reason
+
+
+def test_a_meter_log_written_before_the_run_cannot_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, predicate = _power_run(tmp_path, monkeypatch, live=False)
+    verdict = {v["indicator"]: v for v in predicate["verdicts"]}["typical_power_w"]
+    assert verdict["status"] == "INCONCLUSIVE"
+    assert "later than the moment the harness read it" in verdict["reason"]
+
+
+def test_an_imported_log_cannot_decide_unless_the_suite_allows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    suite = POWER_SUITE.replace(", allow_imported_logs: true", "")
+    _, predicate = _power_run(tmp_path, monkeypatch, suite_text=suite)
+    verdict = {v["indicator"]: v for v in predicate["verdicts"]}["typical_power_w"]
+    assert verdict["status"] == "INCONCLUSIVE"
+    assert "imported meter log" in verdict["reason"] and "PTDaemon" in verdict["reason"]
 
 
 def test_a_meter_log_that_misses_the_window_is_inconclusive(

@@ -1,6 +1,10 @@
 """Meter-log import: for labs whose meters cannot be driven, a CSV `timestamp,watts` with
-ISO-8601 UTC timestamps at any sample rate. The samples that fall in the timed window
-(after the stated clock offset) are used, exactly as a live meter's would be."""
+ISO-8601 UTC timestamps at any sample rate, written by the meter while the run goes on. The
+samples that fall in the timed window (after the stated clock offset) are used, exactly as a
+live meter's would be; the record keeps when the log was read, so that a log holding rows
+from after that moment (written before the run, for a run that had not happened) cannot
+decide a verdict (`harness.power.log_problem`). Figures from it are labelled "imported
+meter log", and a suite must allow imported logs for them to decide anything."""
 
 from __future__ import annotations
 
@@ -47,9 +51,12 @@ def read_log(path: Path) -> list[tuple[str, float]]:
     if not path.is_file():
         raise BadInput(path, None, "meter log not found")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
         raise BadInput(path, None, f"not UTF-8 text: {error}") from None
+    lines = text.splitlines()
+    if lines and not text.endswith("\n") and len(lines) > 2:
+        lines.pop()  # a meter still writing: its last line is not finished yet
     reader = csv.reader(lines)
     header = next(reader, None)
     if header is None or [h.strip() for h in header] != HEADER:
@@ -113,6 +120,7 @@ class MeterLog:
             "use it as a context manager"
         )
         rows = read_log(self.path)
+        read = clock_mapping()  # when the harness read the log: no row can be later
         # clock_offset_s = meter clock - harness clock: the meter stamps our window that late
         first = parse_utc(self._clock["utc"]) + timedelta(seconds=self.clock_offset_s - MARGIN_S)
         last = parse_utc(self._exit_clock["utc"]) + timedelta(
@@ -139,6 +147,9 @@ class MeterLog:
                 "log_sha256": hashlib.sha256(self.path.read_bytes()).hexdigest(),
                 "log_rows": len(rows),
                 "clock_offset_s": self.clock_offset_s,
+                "first_row_utc": rows[0][0],
+                "last_row_utc": rows[-1][0],
+                "read_clock": read,
                 "utc_samples": kept,
             },
         }

@@ -23,7 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from harness import instruments as instruments_mod
 from harness.evidence import EvidenceReader
 from harness.models import Interval, Measurement, Unmeasured
-from harness.power import Window, WindowEnergy, uncertainty_bounds, window_energy
+from harness.power import (
+    Window,
+    WindowEnergy,
+    energy_bounds,
+    net_bounds,
+    uncertainty_bounds,
+    window_energy,
+)
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.probes.device import synchronizer
 from harness.probes.gemm import make_kernel, ops_unit, unsupported_reason
@@ -47,6 +54,9 @@ class PowerArgs(BaseModel):
     warmup_s: float = Field(default=2.0, ge=0)
     basis: Literal["gross", "idle_subtracted"] = "gross"
     allowed_domains: list[Domain] = Field(default_factory=_wall_only, min_length=1)
+    # an imported meter log (a CSV the lab hands in) decides a verdict only where the suite
+    # says so: otherwise wall power needs a live instrument the harness drives (PTDaemon)
+    allow_imported_logs: bool = False
 
 
 @probes.register("power.gemm_load")
@@ -203,7 +213,9 @@ class PowerProbe:
         window_record = evidence.read_json("window.json")
         idle = Window(*window_record["idle"])
         load = Window(*window_record["load"])
-        ops = float(window_record["ops_per_iter"]) * int(window_record["iterations"])
+        ops_problem = _ops_problem(window_record, plan_record["device"], args)
+        m, n, k = (int(x) for x in window_record["size"])
+        ops = 2.0 * m * n * k * int(window_record["iterations"])  # re-derived, not trusted
         unit = ops_unit(args.precision)
         base_unit = "OPS" if unit == "TOPS" else "FLOPS"
         names = [i["name"] for i in plan_record["instruments"] if i["unavailable"] is None]
@@ -222,7 +234,9 @@ class PowerProbe:
                 n=int(window_record["iterations"]),
                 repeats=1,
                 method=f"{args.precision} GEMM {window_record['size']} run back-to-back for "
-                f"{load.duration_s:.3f} s: operations / window",
+                f"{load.duration_s:.3f} s: operations (2mnk per iteration) / window; one "
+                "window",
+                invalid_reason=ops_problem,
             )
         ]
         for gross, idle_energy in per_instrument:
@@ -240,8 +254,29 @@ class PowerProbe:
                 [Unmeasured(id=m, reason=reason) for m in METRICS if m != "throughput"],
             )
         gross, idle_energy = chosen
-        headline, unmeasured = _headline(gross, idle_energy, args, ops, unit, load, ctx.confidence)
+        headline, unmeasured = _headline(
+            gross, idle_energy, args, ops, unit, load, ctx.confidence, ops_problem
+        )
         return ScoreResult(measurements + headline, unmeasured)
+
+
+def _ops_problem(window_record: dict[str, Any], device: str, args: PowerArgs) -> str:
+    """Why the window's operation count cannot be relied on ("" when it can): the recorded
+    size must be the suite's load size for the device, and the recorded operations per
+    iteration 2mnk of it."""
+    kind: Literal["cpu", "cuda"] = "cuda" if device.startswith("cuda") else "cpu"
+    size = [int(x) for x in window_record["size"]]
+    want = args.size.get(kind)
+    problems = []
+    if want is None or size != [want, want, want]:
+        problems.append(f"window.json's size {size} is not the suite's {kind} load size {want}")
+    m, n, k = size
+    if int(window_record["ops_per_iter"]) != 2 * m * n * k:
+        problems.append(
+            f"window.json says {window_record['ops_per_iter']} operations per iteration; "
+            f"2mnk of {size} is {2 * m * n * k}"
+        )
+    return "; ".join(problems)
 
 
 # ------------------------------------------------------------------------ helpers
@@ -274,8 +309,9 @@ def _judging_instrument(
 
 def _label(energy: WindowEnergy) -> str:
     partial = " (partial domain)" if energy.partial_domain else ""
+    kind = "imported meter log" if energy.kind == "meter-log" else energy.kind
     return (
-        f"{energy.instrument}: {energy.kind}, {energy.domain}{partial}, {energy.source}, "
+        f"{energy.instrument}: {kind}, {energy.domain}{partial}, {energy.source}, "
         f"sample period {energy.sample_period_s:g} s ({energy.samples_in_window} samples in "
         f"the window, coverage {energy.coverage:.0%}), uncertainty {_uncertainty_text(energy)}"
     )
@@ -343,22 +379,20 @@ def _instrument_measurements(
     return out
 
 
-def _interval(value: float, energy: WindowEnergy, confidence: float) -> Interval | None:
-    bounds = uncertainty_bounds(value, energy)
+def _interval(
+    bounds: tuple[float, float] | None,
+    confidence: float,
+    method: str = "the instrument's stated uncertainty (worst case)",
+) -> Interval:
     if bounds is None:
         return Interval(
             low=None,
             high=None,
             confidence=confidence,
-            method="instrument's stated uncertainty",
+            method=method,
             need="the instrument states no uncertainty: give the meter's accuracy to judge",
         )
-    return Interval(
-        low=bounds[0],
-        high=bounds[1],
-        confidence=confidence,
-        method="the instrument's stated uncertainty (worst case)",
-    )
+    return Interval(low=bounds[0], high=bounds[1], confidence=confidence, method=method)
 
 
 def _headline(
@@ -369,11 +403,18 @@ def _headline(
     unit: str,
     window: Window,
     confidence: float,
+    ops_problem: str,
 ) -> tuple[list[Measurement], list[Unmeasured]]:
     """The judged figures from the chosen instrument: typical power (gross, or net of idle as
     the suite's `basis` says), idle and net power, energy and TOPS/W over the one window."""
     assert gross.average_w is not None and gross.energy_j is not None
     problems = [gross.problem] if gross.problem else []
+    if gross.kind == "meter-log" and not args.allow_imported_logs:
+        problems.append(
+            f"{gross.instrument} is an imported meter log: this suite needs a live "
+            "instrument the harness drives (PTDaemon) to decide a power verdict "
+            "(allow_imported_logs is not set)"
+        )
     if gross.domain not in args.allowed_domains:
         problems.append(
             f"{gross.instrument} measures {gross.domain}"
@@ -398,7 +439,7 @@ def _headline(
                 unit="W",
                 n=idle.samples_in_window,
                 repeats=1,
-                ci=_interval(idle.average_w, idle, confidence),
+                ci=_interval(uncertainty_bounds(idle.average_w, idle), confidence),
                 method="average power over the idle window before the load; " + _label(idle),
                 details=_details(idle),
                 invalid_reason=idle.problem,
@@ -411,7 +452,11 @@ def _headline(
             unit="W",
             n=gross.samples_in_window,
             repeats=1,
-            ci=_interval(net_w, gross, confidence),
+            ci=_interval(
+                net_bounds(gross.average_w, idle.average_w, gross, idle),
+                confidence,
+                "the load's and the idle window's stated uncertainties added (worst case)",
+            ),
             method=f"load power minus idle power ({idle.average_w:.4g} W); " + label,
             details={**details, "gross_w": gross.average_w, "idle_w": idle.average_w},
             invalid_reason=idle_invalid,
@@ -423,7 +468,7 @@ def _headline(
         unit="W",
         n=gross.samples_in_window,
         repeats=1,
-        ci=_interval(gross.average_w, gross, confidence),
+        ci=_interval(uncertainty_bounds(gross.average_w, gross), confidence),
         method=f"average power over the {window.duration_s:.3f} s load window; " + label,
         details=details,
         invalid_reason=invalid,
@@ -438,7 +483,8 @@ def _headline(
                 update={"id": "typical_w", "method": f"{args.basis} basis: {chosen.method}"}
             )
         )
-    energy_bounds = uncertainty_bounds(gross.energy_j, gross)
+    energy_range = energy_bounds(gross.energy_j, window.duration_s, gross)
+    efficiency_invalid = "; ".join(p for p in (invalid, ops_problem) if p)
     tera = convert(1.0, "TOPS", "OPS")
     measurements += [
         Measurement(
@@ -447,6 +493,12 @@ def _headline(
             unit="J",
             n=gross.samples_in_window,
             repeats=1,
+            ci=_interval(
+                energy_range,
+                confidence,
+                "the instrument's stated uncertainty over the window: E x relative + "
+                f"absolute W x {window.duration_s:.3f} s (worst case)",
+            ),
             method="energy over the load window; " + label,
             details=details,
             invalid_reason=invalid,
@@ -458,16 +510,19 @@ def _headline(
             n=gross.samples_in_window,
             repeats=1,
             ci=Interval(
-                low=None if energy_bounds is None else ops / tera / energy_bounds[1],
-                high=None if energy_bounds is None else ops / tera / energy_bounds[0],
+                low=None if energy_range is None else ops / tera / energy_range[1],
+                high=None
+                if energy_range is None or energy_range[0] <= 0
+                else ops / tera / energy_range[0],
                 confidence=confidence,
-                method="operations in the window / energy bounds from the stated uncertainty",
-                need="" if energy_bounds else "the instrument states no uncertainty",
+                method="operations in the window / the energy's bounds from the stated "
+                "uncertainty (E x relative + absolute W x window seconds)",
+                need="" if energy_range else "the instrument states no uncertainty",
             ),
-            method="operations completed in the load window / gross energy over the same "
-            f"window; {label}",
+            method="operations completed in the load window (2mnk per iteration) / gross "
+            f"energy over the same window; {label}",
             details=details,
-            invalid_reason=invalid,
+            invalid_reason=efficiency_invalid,
         ),
     ]
     return measurements, unmeasured
