@@ -312,7 +312,7 @@ def size_bars(by_size: Mapping[str, Any]) -> tuple[tuple[str, float | str], ...]
 def _size_row(size: str, value: float | str, unit: str, best: str) -> tuple[str, ...]:
     if isinstance(value, str):
         return (size, "-", f"skipped: {value}")
-    return (size, qty(value, unit), "best" if size == best else "")
+    return (size, qty(value, unit), "chosen (figure from fresh repeats)" if size == best else "")
 
 
 def size_blocks(m: Mapping[str, Any]) -> list[Block]:
@@ -323,8 +323,8 @@ def size_blocks(m: Mapping[str, Any]) -> list[Block]:
     rows = tuple(_size_row(size, value, unit, best_size) for size, value in bars)
     return [
         Heading(f"{name} ({unit})", 3),
-        Table(("Size (square)", "Median throughput", "Note"), rows),
-        Chart(f"{name}: median throughput by size", unit, bars),
+        Table(("Size (square)", "Median pilot throughput", "Note"), rows),
+        Chart(f"{name}: median pilot throughput by size", unit, bars),
     ]
 
 

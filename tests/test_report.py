@@ -285,7 +285,7 @@ def test_markdown_cell_escaping() -> None:
 def test_size_table_and_chart() -> None:
     s = statement()
     md = report.render_markdown(s)
-    assert "| 512 | 0.199 TFLOPS | best |" in md
+    assert "| 512 | 0.199 TFLOPS | chosen (figure from fresh repeats) |" in md
     assert "| 1024 | - | skipped: estimated 5.5 s exceeds the 3 s budget |" in md
     assert "<svg" not in md
     out = report.render_html(s)

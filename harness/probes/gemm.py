@@ -1,11 +1,17 @@
 """`compute.gemm`: dense GEMM throughput per precision on a CPU or CUDA device through torch.
 
 collect: for every precision, a correctness check against a float64 reference on a small
-size, then a sweep of square sizes with warm-ups and timed repeats (device synchronised
-around each timed region). Every size's raw repeat times go to the evidence.
-score: throughput per repeat = operations / seconds; the best size by median is the figure,
-with distribution-free bounds on its median; percent of the nominal peak when the system
-description gives one.
+size, then a pilot sweep of square sizes (warm-ups and a few timed pilot repeats each,
+device synchronised around each timed region), then fresh timed repeats of the size the
+pilot found fastest. Every raw time goes to the evidence.
+score: throughput per repeat = 2mnk / seconds, with m, n, k from the evidence; the size is
+re-chosen from the pilot data, and its figure is the median of the fresh repeats with
+distribution-free bounds. Choosing and bounding on separate samples keeps the bound honest:
+the best of several equal sizes, bounded on the samples that chose it, is biased upwards.
+The correctness check's pass is re-derived from its recorded error and this code's
+tolerance. On a CPU, a precision counts as executing only where the CPU has a native
+instruction for it (from the recorded flags); INT4 is weight-only (W4A16) and counts only
+where the suite says so. Percent of the nominal peak when the system description gives one.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from harness.cpu_features import emulated_reason, native_instruction, read_flags
 from harness.evidence import EvidenceReader
 from harness.models import HardwareDescription, Interval, Measurement, Unmeasured
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
@@ -64,6 +71,8 @@ class GemmArgs(BaseModel):
     precisions: list[Precision] = Field(min_length=1)
     sizes: dict[Literal["cpu", "cuda"], list[int]]
     repeats: int = Field(default=10, ge=1)
+    # timed repeats of every size that only choose the size; the figure's repeats are fresh
+    pilot_repeats: int = Field(default=3, ge=1)
     warmup: int = Field(default=2, ge=1)
     min_repeat_s: float = Field(default=0.2, gt=0)
     max_size_s: float = Field(default=30.0, gt=0)
@@ -71,6 +80,9 @@ class GemmArgs(BaseModel):
     int4_group_size: int = Field(default=32, ge=32)
     # the precisions counted by the `verified_precisions` metric (default: all requested)
     verify: list[Precision] | None = None
+    # torch's INT4 GEMM is weight-only (int4 weights, bf16 arithmetic): it counts toward
+    # `verified_precisions` only where the suite says weight-only INT4 counts
+    int4_weight_only_counts: bool = False
 
     @field_validator("sizes")
     @classmethod
@@ -339,60 +351,48 @@ class GemmProbe:
         seed: int,
         sync: Callable[[], None],
     ) -> list[dict[str, Any]]:
+        """The pilot of every size, then fresh repeats of the size the pilot chose."""
         args = ctx.args
         assert isinstance(args, GemmArgs)
         results: list[dict[str, Any]] = []
         per_op_prev: tuple[int, float] | None = None  # (size, seconds per op)
         for size in sizes:
-            ctx.progress(f"{precision}: {size}x{size}x{size}")
-            entry: dict[str, Any] = {"m": size, "n": size, "k": size, "ops_per_iter": 2 * size**3}
+            ctx.progress(f"{precision}: {size}x{size}x{size} (pilot)")
+            entry: dict[str, Any] = {"m": size, "n": size, "k": size}
             if per_op_prev is not None:
                 prev_size, prev_s = per_op_prev
                 estimate = prev_s * (size / prev_size) ** 3
-                planned = estimate * (args.warmup + args.repeats)
+                planned = estimate * (args.warmup + args.pilot_repeats + args.repeats)
                 if planned > args.max_size_s:
                     entry.update(
                         status="skipped",
-                        reason=f"estimated {planned:.1f} s for warm-up and repeats exceeds "
-                        f"the {args.max_size_s:g} s budget per size",
+                        reason=f"estimated {planned:.1f} s for warm-up, pilot and repeats "
+                        f"exceeds the {args.max_size_s:g} s budget per size",
                     )
                     results.append(entry)
                     continue
             try:
                 kernel = make_kernel(precision, size, ctx.device, seed, args.int4_group_size)
-                warm_s: list[float] = []
-                for _ in range(args.warmup):
-                    sync()
-                    t0 = time.perf_counter()
-                    kernel.run()
-                    sync()
-                    warm_s.append(time.perf_counter() - t0)
-                per_op = warm_s[-1]
-                iters = max(1, math.ceil(args.min_repeat_s / max(per_op, 1e-9)))
-                repeat_s: list[float] = []
-                run = kernel.run
-                for _ in range(args.repeats):
-                    sync()
-                    t0 = time.perf_counter()
-                    for _ in range(iters):
-                        run()
-                    sync()
-                    repeat_s.append(time.perf_counter() - t0)
-                del kernel, run
+                warm_s = _timed(kernel.run, 1, args.warmup, sync)
+                iters = max(1, math.ceil(args.min_repeat_s / max(warm_s[-1], 1e-9)))
+                pilot_s = _timed(kernel.run, iters, args.pilot_repeats, sync)
+                del kernel
             except Exception as error:
                 if not is_oom(error):
                     raise
                 entry.update(status="skipped", reason=f"out of memory: {error}")
                 results.append(entry)
                 break
-            entry.update(
-                status="measured",
-                warmup_s=warm_s,
-                iters=iters,
-                repeat_s=repeat_s,
-            )
+            entry.update(status="measured", warmup_s=warm_s, iters=iters, pilot_s=pilot_s)
             results.append(entry)
-            per_op_prev = (size, min(repeat_s) / iters)
+            per_op_prev = (size, min(pilot_s) / iters)
+        chosen = choose_size(results)
+        if chosen is not None:
+            ctx.progress(f"{precision}: {chosen['m']}x{chosen['n']}x{chosen['k']} (repeats)")
+            kernel = make_kernel(precision, chosen["m"], ctx.device, seed, args.int4_group_size)
+            chosen["final_warmup_s"] = _timed(kernel.run, 1, 1, sync)
+            chosen["repeat_s"] = _timed(kernel.run, chosen["iters"], args.repeats, sync)
+            del kernel
         return results
 
     # ---------------------------------------------------------------- score
@@ -404,82 +404,39 @@ class GemmProbe:
         measurements: list[Measurement] = []
         unmeasured: list[Unmeasured] = []
         verified: dict[str, str] = {}
+
+        def not_measured(precision: str, reason: str) -> None:
+            for metric in (f"{precision}.throughput", f"{precision}.percent_of_peak"):
+                unmeasured.append(Unmeasured(id=metric, reason=reason))
+
         for precision in args.precisions:
             record = evidence.read_json(f"{precision}.json")
-            unit = ops_unit(precision)
             status = record.get("status")
             if status != "measured":
                 reason = record.get("reason", "not measured")
                 verified[precision] = f"not run: {reason}"
-                for metric in (f"{precision}.throughput", f"{precision}.percent_of_peak"):
-                    unmeasured.append(Unmeasured(id=metric, reason=reason))
+                not_measured(precision, reason)
                 continue
-            check = record["check"]
-            if not check["passed"]:
-                reason = (
-                    f"result failed the correctness check: error {check['max_rel_err']:.3g} "
-                    f"(relative to max |reference|) > tolerance {check['tolerance']:.3g}"
-                )
-                verified[precision] = reason
-                for metric in (f"{precision}.throughput", f"{precision}.percent_of_peak"):
-                    unmeasured.append(Unmeasured(id=metric, reason=reason))
+            failed = check_failure(precision, record["check"])
+            if failed:
+                verified[precision] = failed
+                not_measured(precision, failed)
                 continue
-            verified[precision] = "ok"
-            best = _best_size(record["sizes"], ctx.confidence)
-            if best is None:
+            label = precision_label(precision, device, args)
+            verified[precision] = label.counted
+            try:
+                selected = select_and_bound(record["sizes"], ctx.confidence)
+            except ValueError as error:
+                not_measured(precision, str(error))
+                continue
+            if selected is None:
                 reason = "no size could be timed: " + "; ".join(
                     f"{s['m']}: {s.get('reason', '')}" for s in record["sizes"]
                 )
-                for metric in (f"{precision}.throughput", f"{precision}.percent_of_peak"):
-                    unmeasured.append(Unmeasured(id=metric, reason=reason))
+                not_measured(precision, reason)
                 continue
-            size_entry, bounds = best
-            scale = convert(1.0, "OPS" if unit == "TOPS" else "FLOPS", unit)
-            per_size = {
-                str(s["m"]): (_median_rate(s) * scale if s["status"] == "measured" else s["reason"])
-                for s in record["sizes"]
-            }
-            repeats = len(size_entry["repeat_s"])
-            interval = Interval(
-                low=None if bounds.low is None else bounds.low * scale,
-                high=None if bounds.high is None else bounds.high * scale,
-                confidence=ctx.confidence,
-                method="one-sided distribution-free order-statistic bounds on the median repeat",
-                need=(
-                    ""
-                    if bounds.low is not None
-                    else f"need at least {bounds.min_n} timed repeats for a "
-                    f"{ctx.confidence:.0%} bound (have {repeats})"
-                ),
-            )
-            value = bounds.median * scale
-            details = {
-                "best_size": [size_entry["m"], size_entry["n"], size_entry["k"]],
-                "median_by_size": per_size,
-                "min": min(_rates(size_entry)) * scale,
-                "max": max(_rates(size_entry)) * scale,
-                "accumulation": record["accumulation"],
-                "correctness": check,
-                "device": device.get("name", record["device"]),
-            }
-            measurements.append(
-                Measurement(
-                    id=f"{precision}.throughput",
-                    value=value,
-                    unit=unit,
-                    n=size_entry["iters"] * repeats,
-                    repeats=repeats,
-                    ci=interval,
-                    method=(
-                        f"dense square GEMM sweep {sorted(int(k) for k in per_size)}; "
-                        f"best size by median of {repeats} timed repeats of "
-                        f"{size_entry['iters']} back-to-back GEMMs after "
-                        f"{len(size_entry['warmup_s'])} warm-ups, device synchronised; "
-                        f"{ACCUMULATION[precision]}"
-                    ),
-                    details=details,
-                )
-            )
+            measurement = _throughput(precision, record, selected, label, device, ctx)
+            measurements.append(measurement)
             peak = nominal_peak(ctx.hardware, precision, device)
             if peak is None:
                 unmeasured.append(
@@ -491,26 +448,7 @@ class GemmProbe:
                     )
                 )
             else:
-                peak_value, peak_how = peak
-                ratio = 100.0 / peak_value
-                measurements.append(
-                    Measurement(
-                        id=f"{precision}.percent_of_peak",
-                        value=value * ratio,
-                        unit="%",
-                        n=size_entry["iters"] * repeats,
-                        repeats=repeats,
-                        ci=Interval(
-                            low=None if interval.low is None else interval.low * ratio,
-                            high=None if interval.high is None else interval.high * ratio,
-                            confidence=ctx.confidence,
-                            method=interval.method,
-                            need=interval.need,
-                        ),
-                        method=f"achieved {precision} throughput / nominal dense peak ({peak_how})",
-                        details={"nominal_peak": peak_value, "unit": unit},
-                    )
-                )
+                measurements.append(_percent_of_peak(precision, measurement, peak, ctx))
         wanted = args.verify or list(args.precisions)
         measurements.append(
             Measurement(
@@ -519,12 +457,137 @@ class GemmProbe:
                 unit="count",
                 n=len(wanted),
                 repeats=1,
-                method="precisions that executed on the device and matched a float64 reference "
-                f"within tolerance, out of {', '.join(wanted)}",
+                method="precisions that executed on the device with a native instruction "
+                "(on a CPU, from its recorded flags) and matched a float64 reference within "
+                f"tolerance, out of {', '.join(wanted)}; emulated and weight-only precisions "
+                "are measured and shown, and counted only as the suite says",
                 details={p: verified.get(p, "not requested") for p in wanted},
             )
         )
         return ScoreResult(measurements, unmeasured)
+
+
+def _throughput(
+    precision: str,
+    record: dict[str, Any],
+    selected: tuple[dict[str, Any], Any],
+    label: PrecisionLabel,
+    device: dict[str, Any],
+    ctx: ScoreContext,
+) -> Measurement:
+    size_entry, bounds = selected
+    unit = ops_unit(precision)
+    scale = convert(1.0, "OPS" if unit == "TOPS" else "FLOPS", unit)
+    per_size = {
+        str(s["m"]): (
+            statistics.median(_rates(s, "pilot_s")) * scale
+            if s["status"] == "measured"
+            else s["reason"]
+        )
+        for s in record["sizes"]
+    }
+    repeats = len(size_entry["repeat_s"])
+    interval = Interval(
+        low=None if bounds.low is None else bounds.low * scale,
+        high=None if bounds.high is None else bounds.high * scale,
+        confidence=ctx.confidence,
+        method="one-sided distribution-free order-statistic bounds on the median repeat "
+        "(fresh repeats, not the pilot that chose the size)",
+        need=(
+            ""
+            if bounds.low is not None
+            else f"need at least {bounds.min_n} timed repeats for a "
+            f"{ctx.confidence:.0%} bound (have {repeats})"
+        ),
+    )
+    rates = _rates(size_entry, "repeat_s")
+    pilots = len(size_entry["pilot_s"])
+    return Measurement(
+        id=f"{precision}.throughput",
+        value=bounds.median * scale,
+        unit=unit,
+        n=size_entry["iters"] * repeats,
+        repeats=repeats,
+        ci=interval,
+        method=(
+            f"{label.name}: dense square GEMM sweep {sorted(int(k) for k in per_size)}; "
+            f"size chosen by the median of {pilots} pilot repeats per size, then "
+            f"{repeats} fresh timed repeats of {size_entry['iters']} back-to-back GEMMs, "
+            "device synchronised; "
+            f"{ACCUMULATION[precision]}" + (f"; {label.note}" if label.note else "")
+        ),
+        details={
+            "label": label.name,
+            "instruction": label.instruction,
+            "best_size": [size_entry["m"], size_entry["n"], size_entry["k"]],
+            "median_by_size": per_size,  # medians of the pilot repeats
+            "min": min(rates) * scale,
+            "max": max(rates) * scale,
+            "accumulation": record["accumulation"],
+            "correctness": record["check"],
+            "device": device.get("name", record["device"]),
+        },
+    )
+
+
+def _percent_of_peak(
+    precision: str, throughput: Measurement, peak: tuple[float, str], ctx: ScoreContext
+) -> Measurement:
+    peak_value, peak_how = peak
+    ratio = 100.0 / peak_value
+    interval = throughput.ci
+    assert interval is not None
+    return Measurement(
+        id=f"{precision}.percent_of_peak",
+        value=throughput.value * ratio,
+        unit="%",
+        n=throughput.n,
+        repeats=throughput.repeats,
+        ci=Interval(
+            low=None if interval.low is None else interval.low * ratio,
+            high=None if interval.high is None else interval.high * ratio,
+            confidence=ctx.confidence,
+            method=interval.method,
+            need=interval.need,
+        ),
+        method=f"achieved {precision} throughput / nominal dense peak ({peak_how})",
+        details={"nominal_peak": peak_value, "unit": throughput.unit},
+    )
+
+
+@dataclass(frozen=True)
+class PrecisionLabel:
+    """How a precision ran: its report name, the native instruction (None: emulated), why it
+    does or does not count as executing, and a note for the method."""
+
+    name: str
+    instruction: str | None
+    counted: str  # "ok", or why it is not counted
+    note: str = ""
+
+
+def precision_label(precision: str, device: dict[str, Any], args: GemmArgs) -> PrecisionLabel:
+    on_cuda = str(device.get("device", "")).startswith("cuda")
+    if precision == "int4":
+        name = "INT4 (W4A16, weight-only)"
+        if args.int4_weight_only_counts:
+            return PrecisionLabel(name, None, "ok", "weight-only INT4 counts in this suite")
+        why = (
+            "weight-only INT4 (int4 weights, bf16 arithmetic): this suite counts only "
+            "INT4 arithmetic (int4_weight_only_counts is false)"
+        )
+        return PrecisionLabel(name, None, why, why)
+    name = precision.upper()
+    if on_cuda:
+        return PrecisionLabel(name, "GPU", "ok")
+    flags = device.get("cpu_flags") or []
+    instruction = native_instruction(precision, flags)
+    if instruction is None and precision == "fp32":
+        instruction = "FP32 (every CPU)"
+    if instruction is None:
+        why = "emulated: " + emulated_reason(precision, flags)
+        return PrecisionLabel(f"{name} (emulated)", None, why, why)
+    return PrecisionLabel(name, instruction, "ok", f"native instruction: {instruction}")
 
 
 # ------------------------------------------------------------------------ helpers
@@ -553,21 +616,62 @@ def _check(precision: str, args: GemmArgs, device: str, seed: int) -> dict[str, 
     }
 
 
-def _rates(entry: dict[str, Any]) -> list[float]:
-    ops = entry["ops_per_iter"] * entry["iters"]
-    return [ops / s for s in entry["repeat_s"]]
+def check_failure(precision: str, check: dict[str, Any]) -> str:
+    """Why the correctness check failed, re-derived from its recorded error against this
+    code's tolerance (not the recorded pass flag, nor a recorded tolerance); "" when it held."""
+    tol = TOLERANCE[precision]
+    err = check.get("max_rel_err")
+    if not isinstance(err, (int, float)) or isinstance(err, bool) or not math.isfinite(err):
+        return "result failed the correctness check: non-finite output or no recorded error"
+    if err > tol:
+        return (
+            f"result failed the correctness check: error {err:.3g} "
+            f"(relative to max |reference|) > tolerance {tol:.3g}"
+        )
+    return ""
 
 
-def _median_rate(entry: dict[str, Any]) -> float:
-    return statistics.median(_rates(entry))
+def _timed(
+    run: Callable[[], Any], iters: int, repeats: int, sync: Callable[[], None]
+) -> list[float]:
+    times: list[float] = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            run()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return times
 
 
-def _best_size(sizes: list[dict[str, Any]], confidence: float) -> Any:
+def _rates(entry: dict[str, Any], key: str) -> list[float]:
+    """Operations per second of each timed repeat: 2mnk x iterations / seconds."""
+    ops = 2 * int(entry["m"]) * int(entry["n"]) * int(entry["k"]) * int(entry["iters"])
+    return [ops / s for s in entry[key]]
+
+
+def choose_size(sizes: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The measured size with the highest median pilot rate (the first one on a tie)."""
     measured = [s for s in sizes if s["status"] == "measured"]
     if not measured:
         return None
-    best = max(measured, key=_median_rate)
-    return best, median_bounds(_rates(best), confidence)
+    return max(measured, key=lambda s: statistics.median(_rates(s, "pilot_s")))
+
+
+def select_and_bound(sizes: list[dict[str, Any]], confidence: float) -> Any:
+    """(the size the pilot chose, median bounds on its fresh repeats), or None when no size
+    was timed. The evidence must hold fresh repeats for exactly the chosen size."""
+    chosen = choose_size(sizes)
+    if chosen is None:
+        return None
+    others = [s["m"] for s in sizes if s is not chosen and "repeat_s" in s]
+    if "repeat_s" not in chosen or others:
+        raise ValueError(
+            f"the evidence's timed repeats are not those of the size its pilot chose "
+            f"({chosen['m']}); repeats found for {others or 'no size'}"
+        )
+    return chosen, median_bounds(_rates(chosen, "repeat_s"), confidence)
 
 
 def nominal_peak(
@@ -622,6 +726,7 @@ def _device_facts(device: str) -> dict[str, Any]:
         facts.update(
             name=_cpu_name() or platform.processor(),
             cpu_capability=torch.backends.cpu.get_cpu_capability(),
+            cpu_flags=read_flags(),
             mkldnn=bool(torch.backends.mkldnn.is_available()),
         )
     return facts
