@@ -362,7 +362,7 @@ def test_broken_bindings_fail_with_their_reasons(tmp_path: Path) -> None:
 def test_a_class_output_binding_and_short_output(tmp_path: Path) -> None:
     short = "import sys; print('1 2 3')"
     bindings = {
-        "java": {"argv": _py(CLASSES), "output": "class"},
+        "python": {"argv": _py(CLASSES), "output": "class"},
         "c": {"argv": _py(short)},
         "cpp": {"argv": ["no-such-binding-program", "{input}"]},
     }
@@ -370,7 +370,7 @@ def test_a_class_output_binding_and_short_output(tmp_path: Path) -> None:
         BindingsProbe(), {**QUICK_REFERENCE, "inputs": 8, "bindings": bindings}, tmp_path
     )
     details = got.m("working_bindings").details
-    assert details["java"]["status"] == "ok"
+    assert details["python"]["status"] == "ok"
     assert details["c"]["status"] == "bad output: 1 non-empty lines for 8 inputs"
     assert "not found" in details["cpp"]["status"]
     assert got.m("working_bindings").value == 1

@@ -1,15 +1,21 @@
 """`system.toolchain`: the toolchain a system description declares (compiler, driver,
 development environment...), each component's command actually run and answered.
 
-collect: run every declared check's argv with a timeout; record exit code, output head and
-time. score: the roles (of the required ones) with at least one working component.
+collect: run every declared check's argv with a timeout; record the executable (path and
+sha256), exit code, output head and time. score: a component works when its own program
+(not a shell utility, not code run through an interpreter) exited 0 and printed a version
+string naming it (a word of its declared name and a dotted version number); the roles (of
+the required ones) with at least one working component are counted. Which role a component
+plays is the applicant's declaration, and the report says so.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,9 +23,48 @@ from pydantic import BaseModel, ConfigDict, Field
 from harness.evidence import EvidenceReader
 from harness.models import Measurement, ToolCheck, Unmeasured
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
+from harness.probes.framework.identity import INTERPRETERS
+from harness.probes.framework.util import sha256_path
 from harness.registry import probes
 
 OUTPUT_HEAD = 400  # characters of output kept per check
+VERSION = re.compile(r"\b\d+\.\d+")
+# programs that print whatever they are given: they answer for no component
+ECHOES = re.compile(r"^(echo|printf|true|false|cat|yes|test|\[|tee|head|tail|seq)$")
+VERSION_FLAGS = {"--version", "-version", "-V", "--help", "version", "-v", "/?", "--info"}
+NAME_WORD = re.compile(r"[a-z0-9][a-z0-9+.-]*[a-z0-9+]|[a-z0-9]")
+
+
+def _name_words(name: str) -> list[str]:
+    """The words of a declared name that can identify it in a version string (>= 2 chars)."""
+    return [w for w in NAME_WORD.findall(name.lower()) if len(w) >= 2 and not w.isdigit()]
+
+
+def answer_problem(record: dict[str, Any]) -> str:
+    """Why a recorded check does not show the declared component answering ("" when it
+    does); a pure function of the record."""
+    if record.get("reason") and "exit_code" not in record:
+        return str(record["reason"])
+    if record.get("exit_code") != 0:
+        return str(record.get("reason") or f"exit {record.get('exit_code')}")
+    program = Path(str(record.get("executable", record["argv"][0]))).name
+    if ECHOES.match(program):
+        return f"{program} prints what it is given: it answers for no component"
+    if INTERPRETERS.match(program) and any(a not in VERSION_FLAGS for a in record["argv"][1:]):
+        return (
+            f"runs code through {program}, not the component's own program: declare a "
+            "command of the component itself (e.g. `gcc --version`)"
+        )
+    output = str(record.get("output", ""))
+    words = _name_words(str(record["name"]))
+    if not any(w in output.lower() for w in words):
+        return (
+            f"its output does not name it (none of {', '.join(words) or 'no words'} in "
+            f"{output[:80]!r})"
+        )
+    if not VERSION.search(output):
+        return f"its output has no version number ({output[:80]!r})"
+    return ""
 
 
 class ToolchainArgs(BaseModel):
@@ -35,6 +80,8 @@ def run_check(check: ToolCheck, timeout_s: float) -> dict[str, Any]:
     program = shutil.which(check.argv[0])
     if program is None:
         return {**record, "ok": False, "reason": f"{check.argv[0]!r} is not installed here"}
+    executable = Path(program).resolve()
+    record.update(executable=str(executable), executable_sha256=sha256_path(executable))
     start = time.monotonic()
     try:
         done = subprocess.run(
@@ -45,16 +92,15 @@ def run_check(check: ToolCheck, timeout_s: float) -> dict[str, Any]:
     except OSError as error:
         return {**record, "ok": False, "reason": f"cannot run: {error}"}
     output = (done.stdout or done.stderr).strip()[:OUTPUT_HEAD]
-    ok = done.returncode == 0
     last_line = output.splitlines()[-1] if output else ""
-    return {
-        **record,
-        "ok": ok,
-        "exit_code": done.returncode,
-        "seconds": time.monotonic() - start,
-        "output": output,
-        "reason": "" if ok else f"exit {done.returncode}: {last_line}",
-    }
+    record.update(
+        exit_code=done.returncode,
+        seconds=time.monotonic() - start,
+        output=output,
+        reason="" if done.returncode == 0 else f"exit {done.returncode}: {last_line}",
+    )
+    problem = answer_problem(record)
+    return {**record, "ok": not problem, "reason": problem}
 
 
 @probes.register("system.toolchain")
@@ -98,12 +144,13 @@ class ToolchainProbe:
                 "command to run"
             )
             return ScoreResult([], [Unmeasured(id=m, reason=reason) for m in self.metrics(args)])
+        problems = {c["name"]: answer_problem(c) for c in checks}  # re-derived, not c["ok"]
         roles = {
-            role: [c["name"] for c in checks if c["role"] == role and c["ok"]]
+            role: [c["name"] for c in checks if c["role"] == role and not problems[c["name"]]]
             for role in args.required_roles
         }
-        working = [c for c in checks if c["ok"]]
-        failing = {c["name"]: c["reason"] for c in checks if not c["ok"]}
+        working = [c for c in checks if not problems[c["name"]]]
+        failing = {name: why for name, why in problems.items() if why}
         return ScoreResult(
             [
                 Measurement(
@@ -113,7 +160,9 @@ class ToolchainProbe:
                     n=len(checks),
                     repeats=1,
                     method="roles of the toolchain (" + ", ".join(args.required_roles) + ") with "
-                    "at least one component whose declared command ran and exited 0 here",
+                    "at least one component whose own program ran here, exited 0 and printed a "
+                    "version string naming it; each component's role is as declared by the "
+                    "applicant",
                     details={"roles": roles, "failing": failing},
                 ),
                 Measurement(
@@ -122,7 +171,8 @@ class ToolchainProbe:
                     unit="count",
                     n=len(checks),
                     repeats=1,
-                    method="declared toolchain commands that ran and exited 0",
+                    method="declared toolchain components whose own program ran, exited 0 "
+                    "and printed a version string naming it",
                     details={
                         "working": [c["name"] for c in working],
                         "failing": failing,

@@ -29,8 +29,10 @@ from harness.probes.framework.checks import (
     compare_outputs,
 )
 from harness.probes.framework.commands import BackendSpec
+from harness.probes.framework.identity import program_summary
 from harness.probes.framework.sessions import input_facts, run_provider
 from harness.probes.framework.submission import _reference_note, _submitted, _with_reference
+from harness.probes.framework.util import sha256_path
 from harness.registry import probes
 
 
@@ -125,17 +127,38 @@ class BackendsProbe:
         index = evidence.read_json("backends.json")
         details: dict[str, Any] = {}
         working = 0
+        seen: dict[str, str] = {}  # program identity or output digest -> first backend
         for name in index["names"]:
             record = evidence.read_json(f"backends/{name}.json")
             if record["kind"] == "command":
                 ok, reason, detail = _judge_command(evidence, record, reference, args.tolerance)
             else:
                 ok, reason, detail = _judge_provider(record, reference, args)
+            if ok:
+                keys = _sameness_keys(evidence, record)
+                same = next((seen[k] for k in keys if k in seen), None)
+                if not keys:
+                    ok, reason = False, "no record of the program it ran"
+                elif same is not None:
+                    ok = False
+                    reason = (
+                        f"the same program as backend {same} (counted once)"
+                        if keys[0] in seen
+                        else f"outputs byte-identical to backend {same}'s: the same "
+                        "computation (counted once)"
+                    )
+                else:
+                    seen.update(dict.fromkeys(keys, name))
             working += ok
             details[name] = {
                 "status": reason,
                 "kind": record["kind"],
-                "chip": record.get("chip", ""),
+                "chip": record.get("chip", ""),  # as declared by the applicant
+                **(
+                    {"program": program_summary(record.get("program"))}
+                    if record["kind"] == "command"
+                    else {}
+                ),
                 **(
                     {"argv": record.get("declared_argv", record.get("argv"))}
                     if record["kind"] == "command"
@@ -154,7 +177,9 @@ class BackendsProbe:
                 f"{len(reference)} held-out inputs with outputs within {args.tolerance:g} of "
                 "max |reference| (ONNX Runtime Python CPU FP32) and no top-1 change; an "
                 f"execution provider must have executed >= {args.min_node_share:.0%} of the "
-                "nodes itself (ORT profiler). "
+                "nodes itself (ORT profiler); backends running the same program (executable "
+                "and script digests), or printing byte-identical outputs, count once; the chip "
+                "each backend runs on is declared by the applicant. "
                 + _reference_note(evidence)
                 + " "
                 + _summary(details)
@@ -162,6 +187,20 @@ class BackendsProbe:
             details=details,
         )
         return ScoreResult([measurement], [])
+
+
+def _sameness_keys(evidence: EvidenceReader, record: dict[str, Any]) -> list[str]:
+    """What makes two backends one: an execution provider is itself; a command is its
+    program's identity and, for printed values, the digest of what it printed."""
+    if record["kind"] != "command":
+        return [f"provider:{record.get('provider')}"]
+    program = record.get("program")
+    if not program:
+        return []
+    keys = [f"program:{program['identity']}"]
+    if record.get("output") == "values":
+        keys.append("stdout:" + sha256_path(evidence.path(record["stdout_file"])))
+    return keys
 
 
 def _read_inputs(inputs: Path, model: Path) -> np.ndarray:

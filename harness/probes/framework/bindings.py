@@ -25,6 +25,7 @@ from harness.probes.framework.checks import (
     _summary,
 )
 from harness.probes.framework.commands import HARNESS_PYTHON_BINDING, CommandSpec
+from harness.probes.framework.identity import language_problem, program_summary
 from harness.probes.framework.submission import _reference_note, _submitted, _with_reference
 from harness.registry import probes
 
@@ -96,12 +97,30 @@ class BindingsProbe:
         languages = index["languages"]
         details: dict[str, Any] = {}
         working = 0
+        seen: dict[str, str] = {}  # program identity -> the language it first counted for
         for lang in languages:
             record = evidence.read_json(f"bindings/{lang}.json")
             ok, reason, detail = _judge_command(evidence, record, reference, args.tolerance)
+            program = record.get("program")
+            if ok:
+                problem = (
+                    language_problem(lang, program)
+                    if program
+                    else "no record of the program it ran"
+                )
+                if not problem and program["identity"] in seen:
+                    problem = (
+                        f"the same program as the {seen[program['identity']]} binding "
+                        "(counted once)"
+                    )
+                if problem:
+                    ok, reason = False, problem
+                else:
+                    seen[program["identity"]] = lang
             working += ok
             details[lang] = {
                 "status": reason,
+                "program": program_summary(program),
                 "source": record["source"],
                 "argv": record["declared_argv"],
                 "cwd": record.get("cwd"),
@@ -118,9 +137,12 @@ class BindingsProbe:
             method=(
                 f"language bindings (of c, cpp, java, python) whose command ran the reference "
                 f"model on {len(reference)} held-out inputs and printed outputs matching ONNX "
-                f"Runtime Python FP32 within {args.tolerance:g} of max |reference|; the "
-                "language and the command line are as declared (source: "
-                f"{index.get('source', 'unrecorded')}) and recorded. "
+                f"Runtime Python FP32 within {args.tolerance:g} of max |reference|, and "
+                "whose program is of that language (a Python interpreter and its script, java "
+                "and a .jar or class, an ELF of its own naming its C/C++ sources); the same "
+                "program counts once; that an ELF was built from the sources it names is "
+                "declared by the applicant (source: "
+                f"{index.get('source', 'unrecorded')}). "
                 + _reference_note(evidence)
                 + " "
                 + _summary(details)

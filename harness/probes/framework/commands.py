@@ -18,6 +18,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from harness.probes.framework.identity import program_facts
+
 Language = Literal["c", "cpp", "java", "python"]
 MODEL_PLACEHOLDER = "{model}"
 INPUT_PLACEHOLDER = "{input}"
@@ -42,7 +44,9 @@ class CommandSpec(BaseModel):
     `timeout_s`, it is killed with its whole process group. The working directory is
     `cwd` (relative to the harness's) or the harness's own; for a command a submission
     declares (`sut: {adapter: framework}`) it is the submission's folder, or `cwd` relative
-    to it. `env` is added to the harness's environment.
+    to it. `env` is added to the harness's environment. `sources`: for a C or C++ binding,
+    the source files (relative to the working directory) its executable was built from;
+    recorded with their digests.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -51,6 +55,7 @@ class CommandSpec(BaseModel):
     timeout_s: float = Field(default=60.0, gt=0)
     cwd: str | None = None
     env: dict[str, str] | None = None
+    sources: list[str] | None = None
 
     @field_validator("argv")
     @classmethod
@@ -128,6 +133,7 @@ def run_command(spec: CommandSpec, model: Path, inputs: Path) -> tuple[dict[str,
     if os.sep not in program and shutil.which(program, path=env.get("PATH")) is None:
         record.update(status="not_run", reason=f"program {program!r} not found on PATH")
         return record, b""
+    record["program"] = program_facts(spec.argv, argv, cwd, env.get("PATH"), spec.sources)
     t0 = time.perf_counter()
     try:
         proc = subprocess.Popen(
