@@ -45,6 +45,7 @@ def cpu_facts() -> dict[str, Any]:
         "physical_cores": psutil.cpu_count(logical=False),
         "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "isa_extensions": isa,
+        "cpu_flags": sorted(flags),
     }
 
 
@@ -80,7 +81,8 @@ def snapshot() -> dict[str, Any]:
 
 def match_facts(device: str, env: dict[str, Any]) -> dict[str, Any]:
     """Facts a system description's `match` is compared with, for the device under test."""
-    facts = {k: v for k, v in env["cpu"].items() if isinstance(v, (str, int))}
+    facts: dict[str, Any] = {k: v for k, v in env["cpu"].items() if isinstance(v, (str, int))}
+    facts["cpu_flags"] = list(env["cpu"].get("cpu_flags") or env["cpu"].get("isa_extensions", []))
     facts["device_kind"] = "cuda" if device.startswith("cuda") else "cpu"
     if device.startswith("cuda"):
         import torch

@@ -18,8 +18,18 @@ def load(path: Path) -> HardwareDescription:
 
 def matches(description: HardwareDescription, facts: dict[str, Any]) -> bool:
     """Every key of `match` must agree with the device facts: strings are regular
-    expressions searched in the fact, numbers must be equal."""
+    expressions searched in the fact, numbers must be equal; the CPU model must lie in one
+    of `cpu_model_ranges` (when given) and every flag of `requires_flags` be reported."""
     if not description.match:
+        return False
+    if description.cpu_model_ranges:
+        model = facts.get("cpu_model")
+        if not isinstance(model, int) or not any(
+            low <= model <= high for low, high in description.cpu_model_ranges
+        ):
+            return False
+    flags = set(facts.get("cpu_flags") or [])
+    if any(flag not in flags for flag in description.requires_flags):
         return False
     for key, expected in description.match.items():
         actual = facts.get(key)
@@ -34,8 +44,7 @@ def matches(description: HardwareDescription, facts: dict[str, Any]) -> bool:
 
 
 def find_local(facts: dict[str, Any]) -> Path | None:
-    """The shipped description whose `match` fits this machine's device facts."""
-    for path in sorted(HARDWARE_DIR.glob("*.yaml")):
-        if matches(load(path), facts):
-            return path
-    return None
+    """The shipped description whose `match` fits this machine's device facts; two that fit
+    is an error in the shipped set (tests check there is never more than one)."""
+    found = [p for p in sorted(HARDWARE_DIR.glob("*.yaml")) if matches(load(p), facts)]
+    return found[0] if found else None

@@ -137,6 +137,10 @@ class HardwareDescription(Strict):
     name: str
     kind: Literal["cpu", "accelerator", "system"]
     match: dict[str, str | int] = Field(default_factory=dict)
+    # CPUs: the (inclusive) model-number ranges of the family in `match`, and the flags the
+    # CPU must report; a description with either matches only where both hold
+    cpu_model_ranges: list[tuple[int, int]] = Field(default_factory=list)
+    requires_flags: list[str] = Field(default_factory=list)
     processor: str = ""
     accelerator: str = ""
     memory: str = ""
@@ -151,6 +155,9 @@ class HardwareDescription(Strict):
     # CPUs: dense operations per core per cycle; peak = value * cores used * clock.
     peak_ops_per_core_cycle: dict[str, float] = Field(default_factory=dict)
     peak_clock_ghz: float | None = None
+    # what `peak_clock_ghz` is (e.g. "the series' highest all-core boost clock"): the
+    # report names it beside every percent of peak
+    peak_clock_basis: str = ""
     notes: str = ""
 
 

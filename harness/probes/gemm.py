@@ -439,14 +439,21 @@ class GemmProbe:
             measurements.append(measurement)
             peak = nominal_peak(ctx.hardware, precision, device)
             if peak is None:
-                unmeasured.append(
-                    Unmeasured(
-                        id=f"{precision}.percent_of_peak",
-                        reason=f"the system description gives no nominal peak for {precision}"
-                        if ctx.hardware
-                        else "no system description for this SUT",
+                if ctx.hardware is None:
+                    which = device.get("cpu_id") or device.get("name", "this device")
+                    reason = (
+                        f"no system description for this SUT: no shipped description matches "
+                        f"{which} (vendor, family, model range and flags), and a guessed peak "
+                        "is no peak; a submission can name one (`hardware:`)"
                     )
-                )
+                elif label.instruction is None and precision != "int4":
+                    reason = f"no nominal peak: {label.note}"
+                else:
+                    reason = (
+                        f"the system description {ctx.hardware.id} gives no nominal peak for "
+                        f"{precision}"
+                    )
+                unmeasured.append(Unmeasured(id=f"{precision}.percent_of_peak", reason=reason))
             else:
                 measurements.append(_percent_of_peak(precision, measurement, peak, ctx))
         wanted = args.verify or list(args.precisions)
@@ -690,9 +697,11 @@ def nominal_peak(
         cores = int(device["threads"])
         raw = per_cycle * cores * hardware.peak_clock_ghz * 1e9
         base = "OPS" if unit == "TOPS" else "FLOPS"
+        basis = hardware.peak_clock_basis or "as the system description states"
         return (
             convert(raw, base, unit),
-            f"{per_cycle:g} ops/core/cycle x {cores} cores x {hardware.peak_clock_ghz:g} GHz",
+            f"{hardware.id}: {per_cycle:g} ops/core/cycle x {cores} cores x "
+            f"{hardware.peak_clock_ghz:g} GHz, {basis}",
         )
     return None
 
@@ -727,9 +736,21 @@ def _device_facts(device: str) -> dict[str, Any]:
             name=_cpu_name() or platform.processor(),
             cpu_capability=torch.backends.cpu.get_cpu_capability(),
             cpu_flags=read_flags(),
+            cpu_id=_cpu_id(),
             mkldnn=bool(torch.backends.mkldnn.is_available()),
         )
     return facts
+
+
+def _cpu_id() -> str:
+    """e.g. "AuthenticAMD family 25 model 17 (AMD EPYC 9B14)"."""
+    from harness.environment import cpu_facts
+
+    facts = cpu_facts()
+    return (
+        f"{facts['cpu_vendor'] or 'unknown vendor'} family {facts['cpu_family']} model "
+        f"{facts['cpu_model']} ({facts['cpu_name']})"
+    )
 
 
 def _cpu_name() -> str:
