@@ -7,6 +7,7 @@ half-written report behind.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -56,6 +57,53 @@ class RunRequest:
     quick: bool = False
     seed: int = 0
     meter_logs: list[Path] = field(default_factory=list)
+    # the meters' stated accuracy ("1%", "0.2W", "0.5%+0.1W"): one for every --meter-log,
+    # or one per log in order
+    meter_uncertainty: list[str] = field(default_factory=list)
+
+
+UNCERTAINTY_TERM = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(%|W)\s*$")
+
+
+def parse_uncertainty(text: str) -> instruments.Uncertainty:
+    """ "1%" -> relative 0.01; "0.2W" -> 0.2 W absolute; "0.5%+0.1W" -> both."""
+    relative: float | None = None
+    absolute: float | None = None
+    for term in text.split("+"):
+        match = UNCERTAINTY_TERM.match(term)
+        if match is None:
+            raise BadInput(
+                "--meter-uncertainty",
+                None,
+                f"{text!r} is not an accuracy like 1%, 0.2W or 0.5%+0.1W",
+            )
+        value = float(match.group(1))
+        if match.group(2) == "%":
+            if relative is not None or value >= 100:
+                raise BadInput("--meter-uncertainty", None, f"{text!r}: one % term, below 100")
+            relative = value / 100.0
+        else:
+            if absolute is not None:
+                raise BadInput("--meter-uncertainty", None, f"{text!r}: one W term")
+            absolute = value
+    return instruments.Uncertainty(relative=relative, absolute_w=absolute)
+
+
+def _meter_uncertainties(request: RunRequest) -> list[instruments.Uncertainty]:
+    given = request.meter_uncertainty
+    if given and not request.meter_logs:
+        raise BadInput("--meter-uncertainty", None, "given without --meter-log")
+    if len(given) not in (0, 1, len(request.meter_logs)):
+        raise BadInput(
+            "--meter-uncertainty",
+            None,
+            f"{len(given)} values for {len(request.meter_logs)} meter logs (give one for all, "
+            "or one per log)",
+        )
+    parsed = [parse_uncertainty(text) for text in given]
+    if len(parsed) == 1:
+        parsed = parsed * len(request.meter_logs)
+    return parsed or [instruments.Uncertainty()] * len(request.meter_logs)
 
 
 @dataclass(frozen=True)
@@ -132,8 +180,15 @@ def plan(request: RunRequest, env: dict[str, Any]) -> Plan:
     elif submission.path is None:
         hardware_path = hardware.find_local(environment.match_facts(device, env))
     meter_logs = [
-        instruments.MeterLogSpec(name=f"wall-log-{i}" if i else "wall-log", path=path.resolve())
-        for i, path in enumerate(request.meter_logs)
+        instruments.MeterLogSpec(
+            name=f"wall-log-{i}" if i else "wall-log",
+            path=path.resolve(),
+            uncertainty=accuracy,
+            stated_in="command line",
+        )
+        for i, (path, accuracy) in enumerate(
+            zip(request.meter_logs, _meter_uncertainties(request), strict=True)
+        )
     ]
     for log_spec in meter_logs:
         log_spec.validate_files("--meter-log", str(log_spec.path))

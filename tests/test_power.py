@@ -377,3 +377,74 @@ def test_a_malformed_meter_log_is_bad_input_and_leaves_nothing(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad.csv" in err[0] and "line 2: watts" in err[0]
     assert not out.exists()
+
+
+# ------------------------------------------------------------------ --meter-uncertainty
+
+
+@pytest.mark.parametrize(
+    ("text", "relative", "absolute"),
+    [("1%", 0.01, None), ("0.2W", None, 0.2), ("0.5% + 0.1W", 0.005, 0.1), ("2e-1W", None, 0.2)],
+)
+def test_meter_uncertainty_is_parsed(
+    text: str, relative: float | None, absolute: float | None
+) -> None:
+    from harness.run import parse_uncertainty
+
+    got = parse_uncertainty(text)
+    assert got.relative == (pytest.approx(relative) if relative is not None else None)
+    assert got.absolute_w == absolute
+
+
+@pytest.mark.parametrize("text", ["1", "1 %%", "abc", "-1%", "1%+2%", "150%", "1mW", ""])
+def test_a_malformed_meter_uncertainty_is_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    text: str,
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    (tmp_path / "suite.yaml").write_text(POWER_SUITE)
+    _write_meter_log(tmp_path / "wall.csv", 12.5)
+    out = tmp_path / "run"
+    argv = ["run", str(tmp_path / "suite.yaml"), "--meter-log", str(tmp_path / "wall.csv")]
+    argv += ["--meter-uncertainty", text, "--out", str(out)]
+    assert _run(argv, monkeypatch) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--meter-uncertainty" in err[0], err
+    assert not out.exists()
+
+
+def test_meter_uncertainty_without_a_log_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    (tmp_path / "suite.yaml").write_text(POWER_SUITE)
+    argv = ["run", str(tmp_path / "suite.yaml"), "--meter-uncertainty", "1%"]
+    assert _run([*argv, "--out", str(tmp_path / "run")], monkeypatch) == 2
+    assert "without --meter-log" in capsys.readouterr().err
+
+
+def test_the_command_line_accuracy_decides_the_power_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """12.5 W at 1% + 0.1 W: the upper bound 12.725 W clears the 16 W target, as with the
+    submission's `uncertainty:` block; the record says where the accuracy was stated."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    (tmp_path / "suite.yaml").write_text(POWER_SUITE)
+    log = tmp_path / "wall.csv"
+    out = tmp_path / "run"
+    argv = ["run", str(tmp_path / "suite.yaml"), "--meter-log", str(log), "--out", str(out)]
+    with _live_meter_log(log, 12.5):
+        assert _run([*argv, "--meter-uncertainty", "1%+0.1W"], monkeypatch) == 0
+    predicate = json.loads((out / "statement.json").read_text())["predicate"]
+    verdict = {v["indicator"]: v for v in predicate["verdicts"]}["typical_power_w"]
+    assert verdict["status"] == "PASS", verdict
+    m = {x["id"]: x for x in predicate["measurements"]}["power.typical_w"]
+    assert m["ci"]["high"] == pytest.approx(12.725)
+    record = json.loads((out / "evidence/tasks/power/load/wall-log.json").read_text())
+    assert record["uncertainty"] == {
+        "relative": 0.01,
+        "absolute_w": 0.1,
+        "source": "stated on the command line (--meter-uncertainty)",
+    }

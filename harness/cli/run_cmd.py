@@ -113,6 +113,14 @@ def print_verdicts(console: Console, verdicts: list[Verdict]) -> None:
     type=click.Path(path_type=Path),
     help="CSV 'timestamp,watts' (ISO-8601 UTC) from a wall meter, judged over the timed window",
 )
+@click.option(
+    "--meter-uncertainty",
+    "meter_uncertainty",
+    multiple=True,
+    metavar="ACCURACY",
+    help="the meter's stated accuracy, e.g. 1%, 0.2W or 0.5%+0.1W (one for every --meter-log, "
+    "or one per log); without it a power verdict cannot be decided",
+)
 def run(
     suite: str,
     submission: Path | None,
@@ -122,10 +130,19 @@ def run(
     quick: bool,
     seed: int,
     meter_logs: tuple[Path, ...],
+    meter_uncertainty: tuple[str, ...],
 ) -> None:
     """Run SUITE (an id or a YAML path) against a submission and write a signed report."""
     request = RunRequest(
-        suite, submission, _datasets(datasets), out, key, quick, seed, list(meter_logs)
+        suite,
+        submission,
+        _datasets(datasets),
+        out,
+        key,
+        quick,
+        seed,
+        list(meter_logs),
+        list(meter_uncertainty),
     )
     env = environment.snapshot()
     the_plan = plan(request, env)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -49,6 +49,8 @@ class MeterLogSpec(_Spec):
     path: Path
     clock_offset_s: float = 0.0
     uncertainty: Uncertainty = Field(default_factory=Uncertainty)
+    # where the accuracy was stated: the submission's `uncertainty:` or --meter-uncertainty
+    stated_in: Literal["submission", "command line"] = "submission"
 
     def unavailable_reason(self) -> str | None:
         return None if self.path.is_file() else f"meter log {self.path} not found"
@@ -62,6 +64,7 @@ class MeterLogSpec(_Spec):
             self.clock_offset_s,
             self.uncertainty.relative,
             self.uncertainty.absolute_w,
+            self.stated_in,
         )
 
     def validate_files(self, source: str | Path, where: str) -> None:

@@ -86,6 +86,7 @@ class MeterLog:
         clock_offset_s: float = 0.0,
         uncertainty_relative: float | None = None,
         uncertainty_absolute_w: float | None = None,
+        stated_in: str = "submission",
     ) -> None:
         self.name = name
         self.path = path
@@ -93,7 +94,11 @@ class MeterLog:
         self.uncertainty = {
             "relative": uncertainty_relative,
             "absolute_w": uncertainty_absolute_w,
-            "source": "stated in the submission for this meter log"
+            "source": (
+                "stated in the submission for this meter log"
+                if stated_in == "submission"
+                else "stated on the command line (--meter-uncertainty)"
+            )
             if uncertainty_relative is not None or uncertainty_absolute_w is not None
             else "not stated",
         }
