@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -241,14 +242,22 @@ def _prefixed(step: Callable[[str], None], prefix: str) -> Callable[[str], None]
     return lambda message: step(f"{prefix}: {message}")
 
 
-def execute(p: Plan, env: dict[str, Any], progress: ProgressFactory | None = None) -> RunResult:
+TaskDone = Callable[[str, str, float], None]  # task id, status, seconds
+
+
+def execute(
+    p: Plan,
+    env: dict[str, Any],
+    progress: ProgressFactory | None = None,
+    task_done: TaskDone | None = None,
+) -> RunResult:
     out = p.out
     staging = out.with_name(f".{out.name}.partial")
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     try:
-        result = _execute_into(p, env, staging, progress)
+        result = _execute_into(p, env, staging, progress, task_done)
         if out.exists():
             out.rmdir()  # validated empty in plan()
         staging.rename(out)
@@ -259,7 +268,11 @@ def execute(p: Plan, env: dict[str, Any], progress: ProgressFactory | None = Non
 
 
 def _execute_into(
-    p: Plan, env: dict[str, Any], run_dir: Path, progress: ProgressFactory | None
+    p: Plan,
+    env: dict[str, Any],
+    run_dir: Path,
+    progress: ProgressFactory | None,
+    task_done: TaskDone | None = None,
 ) -> RunResult:
     started = utc_now()
     evidence_dir = run_dir / "evidence"
@@ -290,6 +303,7 @@ def _execute_into(
             hardware=hardware.load(p.hardware_path) if p.hardware_path else None,
         )
         status: Literal["ok", "partial", "failed"]
+        task_started = time.monotonic()
         try:
             task_failures = task.probe.collect(ctx)  # type: ignore[attr-defined]
             status = "partial" if task_failures else "ok"
@@ -298,6 +312,8 @@ def _execute_into(
             status, reason = "failed", f"{type(error).__name__}: {error}"
         if status != "ok":
             failures.append(f"{task.id}: {reason}")
+        if task_done is not None:
+            task_done(task.id, status, time.monotonic() - task_started)
         writer.write_json(
             OUTCOME_FILE,
             TaskOutcome(

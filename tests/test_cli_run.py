@@ -565,3 +565,20 @@ def test_help_lists_every_command(cli) -> None:
 
 def test_the_dry_run_key_goes_to_the_test_config_dir(config_home: Path) -> None:
     assert Path(platformdirs.user_config_dir("harness")).is_relative_to(config_home)
+
+
+def test_a_log_file_gets_one_line_per_task_and_unwrapped_verdicts(tiny_run: TinyRun) -> None:
+    """At 80 columns and without a terminal (as under nohup or CI): each finished task is
+    one stderr line with its time, and each verdict's reason one stdout line, unwrapped."""
+    statement = json.loads((tiny_run.run_dir / "statement.json").read_text(encoding="utf-8"))
+    predicate = statement["predicate"]
+    for task in predicate["tasks"]:
+        assert any(
+            line.startswith(f"{task['task']}: {task['status']} in ") and line.endswith(" s")
+            for line in tiny_run.result.stderr_lines
+        ), (task, tiny_run.result.stderr_lines)
+    lines = tiny_run.result.stdout.splitlines()
+    for verdict in predicate["verdicts"]:
+        assert f"{verdict['indicator']}: {verdict['reason']}" in lines
+        assert len(verdict["reason"]) > 0
+    assert any(len(line) > 80 for line in lines)  # a long reason is not folded at 80

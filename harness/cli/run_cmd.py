@@ -80,10 +80,10 @@ def verdict_table(verdicts: list[Verdict]) -> Table:
 
 def print_verdicts(console: Console, verdicts: list[Verdict]) -> None:
     console.print(verdict_table(verdicts))
-    for v in verdicts:
-        console.print(f"[bold]{v.indicator}[/bold]: {v.reason}", highlight=False)
+    for v in verdicts:  # unwrapped: one line per verdict, whatever the width (log files)
+        console.print(f"[bold]{v.indicator}[/bold]: {v.reason}", highlight=False, soft_wrap=True)
         for flag in v.flags:
-            console.print(f"  [yellow]flag:[/yellow] {flag}", highlight=False)
+            console.print(f"  [yellow]flag:[/yellow] {flag}", highlight=False, soft_wrap=True)
 
 
 @click.command()
@@ -151,8 +151,13 @@ def run(
         f"[bold]{the_plan.suite.suite.id}[/bold] v{the_plan.suite.suite.version} on "
         f"{the_plan.device}{' (quick)' if quick else ''} -> {the_plan.out}"
     )
+
+    def task_done(task: str, status: str, seconds: float) -> None:
+        # one line per finished task, also where stderr is a log file and no bar shows
+        err.print(f"{task}: {status} in {seconds:.1f} s", highlight=False, soft_wrap=True)
+
     with _progress_bar(err) as progress:
-        result = execute(the_plan, env, progress)
+        result = execute(the_plan, env, progress, task_done)
     console = Console()
     print_verdicts(console, result.evaluation.verdicts)
     signer = result.statement["predicate"]["signer"]
