@@ -8,8 +8,19 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
+from typing import Literal
 
-from harness.models import Declared, Indicator, Measurement, Op, Status, Unmeasured, Verdict
+from harness.models import (
+    Declared,
+    Indicator,
+    Interval,
+    Measurement,
+    Op,
+    Status,
+    Unmeasured,
+    Verdict,
+)
+from harness.stats import samples_to_clear
 from harness.units import convert
 
 COMPARE: dict[str, Callable[[float, float], bool]] = {
@@ -48,7 +59,39 @@ def judge_value(
     return (
         "INCONCLUSIVE",
         f"measured {value:.4g} meets {op} {target:g} but the confidence bound {bound:.4g} "
-        "does not; more repeats or a steadier system are needed",
+        f"does not; {BOUND_NEED}",
+    )
+
+
+BOUND_NEED = "more repeats or a steadier system are needed"
+
+
+def samples_need(op: Op, target: float, ci: Interval, unit: str, indicator_unit: str) -> str:
+    """For a bound made from a proportion: how many samples would let it clear the target
+    at the observed rate ("" when the bound is not a proportion's)."""
+    side: Literal["low", "high"] = "low" if op in (">=", ">") else "high"
+    form = ci.proportion.get(side)
+    if form is None:
+        return ""
+    target_in_unit = convert(target, indicator_unit, unit)
+    needed = samples_to_clear(
+        form.count,
+        form.n,
+        form.side,
+        target_in_unit,
+        ci.confidence,
+        COMPARE[op],
+        scale=form.scale,
+        negate=form.negate,
+    )
+    if needed is None:
+        return (
+            f"at the observed rate ({form.count} of {form.n}) no number of samples would "
+            f"bring the bound past {target:g}"
+        )
+    return (
+        f"more samples are needed: about {needed} at the observed rate ({form.count} of "
+        f"{form.n}), have {form.n}"
     )
 
 
@@ -126,6 +169,10 @@ def judge(
         raw = ci.low if indicator.op in (">=", ">") else ci.high
         bound = None if raw is None else convert(raw, measurement.unit, indicator.unit)
     status, reason = judge_value(indicator.op, indicator.target, value, bound, exact, exact_kind)
+    if status == "INCONCLUSIVE" and ci is not None and bound is not None:
+        need = samples_need(indicator.op, indicator.target, ci, measurement.unit, indicator.unit)
+        if need:
+            reason = reason.replace(BOUND_NEED, need)
     if status == "INCONCLUSIVE" and ci is not None and ci.need:
         reason = f"{reason}; {ci.need}"
     elif status == "INCONCLUSIVE" and ci is None:

@@ -164,6 +164,17 @@ class HardwareDescription(Strict):
 # ---------------------------------------------------------------- results
 
 
+class ProportionBound(Strict):
+    """A bound that is `scale` x the one-sided Clopper-Pearson `side` bound of `count` in `n`
+    (times -1 when `negate`): enough to say how many samples would decide a verdict."""
+
+    count: int = Field(ge=0)
+    n: int = Field(ge=1)
+    side: Literal["lower", "upper"]
+    scale: float = 100.0
+    negate: bool = False
+
+
 class Interval(Strict):
     """One-sided bounds at `confidence` each; None where the samples cannot give one."""
 
@@ -172,6 +183,8 @@ class Interval(Strict):
     confidence: float
     method: str
     need: str = ""  # what it takes to get a bound, when low/high is None
+    # where a bound comes from a proportion: how it was formed, per side ("low", "high")
+    proportion: dict[Literal["low", "high"], ProportionBound] = Field(default_factory=dict)
 
 
 class Measurement(Strict):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from scipy import stats as _sp
@@ -82,3 +82,46 @@ def clopper_pearson(errors: int, trials: int, confidence: float) -> RateBounds:
 def trials_needed_zero_errors(max_rate: float, confidence: float) -> int:
     """Trials with no error needed for the upper bound to fall below `max_rate`."""
     return math.ceil(math.log(1.0 - confidence) / math.log(1.0 - max_rate))
+
+
+def samples_to_clear(
+    count: int,
+    n: int,
+    side: str,
+    target: float,
+    confidence: float,
+    clears: Callable[[float, float], bool],
+    scale: float = 1.0,
+    negate: bool = False,
+    limit: int = 10_000_000,
+) -> int | None:
+    """About the fewest samples N >= n for which, at the observed rate count / n, the bound
+    scale x (Clopper-Pearson `side` of round(rate x N) in N), negated when asked, clears
+    `target` (`clears(bound, target)`); None when no N up to `limit` does (the observed rate
+    itself does not clear it)."""
+    rate = count / n
+
+    def bound(trials: int) -> float:
+        # the count at that many samples, rounded against the verdict: no better than seen
+        scaled = rate * trials
+        k = math.floor(scaled + 1e-9) if side == "lower" else math.ceil(scaled - 1e-9)
+        k = min(trials, max(0, k))
+        b = clopper_pearson(k, trials, confidence)
+        value = scale * (b.lower if side == "lower" else b.upper)
+        return -value if negate else value
+
+    if clears(bound(n), target):
+        return n
+    high = n
+    while not clears(bound(high), target):
+        if high >= limit:
+            return None
+        high = min(limit, high * 2)
+    low = high // 2 if high > n else n
+    while low + 1 < high:  # the bound moves towards the rate as N grows
+        mid = (low + high) // 2
+        if clears(bound(mid), target):
+            high = mid
+        else:
+            low = mid
+    return high

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import operator
+from typing import Any
+
 from harness.judge import judge
 from harness.models import Declared, Indicator, Interval, Measurement, Unmeasured
 
@@ -141,3 +144,89 @@ def test_a_figure_marked_exact_needs_no_interval() -> None:
     v = judge(ind, m, None, None)
     assert v.status == "PASS"
     assert "a ratio of file sizes" in v.reason
+
+
+# ------------------------------------------------------------------ proportions: how many samples
+
+
+def _bound_pct(rate: float, side: str, trials: int) -> float:
+    """scipy's one-sided 95% Clopper-Pearson bound at `trials` samples, the count rounded
+    against the verdict (never a better rate than observed); independent of harness.stats."""
+    import math
+
+    from scipy.stats import beta
+
+    k = math.floor(rate * trials + 1e-9) if side == "lower" else math.ceil(rate * trials - 1e-9)
+    if side == "lower":
+        return 100 * (0.0 if k == 0 else beta.ppf(0.05, k, trials - k + 1))
+    return 100 * (1.0 if k == trials else beta.ppf(0.95, k + 1, trials - k))
+
+
+def _enough_and_not_much_more(n: int, rate: float, side: str, clears: Any, target: float) -> None:
+    """n samples clear the target; 10% fewer do not."""
+    assert clears(_bound_pct(rate, side, n), target), n
+    assert not clears(_bound_pct(rate, side, int(n * 0.9)), target), n
+
+
+def _accuracy_indicator(op: str, target: float, unit: str) -> Indicator:
+    return Indicator(
+        id="acc",
+        title="accuracy",
+        metric="t.acc",
+        op=op,  # type: ignore[arg-type]
+        target=target,
+        unit=unit,
+        source="test",
+    )
+
+
+def test_a_too_wide_accuracy_bound_says_how_many_samples() -> None:
+    import re
+
+    import numpy as np
+
+    from harness.probes.accuracy import accuracy_percent
+
+    # 38 of 40 right: 95 %, the 95% lower bound about 85.1 % misses >= 90 %
+    m = accuracy_percent("t.acc", 38, 40, 0.95, "m", {})
+    v = judge(_accuracy_indicator(">=", 90.0, "%"), m, None, None)
+    assert v.status == "INCONCLUSIVE"
+    assert "steadier" not in v.reason
+    found = re.search(r"about (\d+) at the observed rate \(38 of 40\), have 40", v.reason)
+    assert found, v.reason
+    _enough_and_not_much_more(int(found.group(1)), 0.95, "lower", operator.ge, 90.0)
+
+    # a drop of 3 lost, 0 gained in 40 (7.5 pp) against <= 10 pp: the upper bound ~18 pp
+    from harness.probes.accuracy import paired_drop_pp
+
+    ref = np.ones(40, dtype=bool)
+    got = ref.copy()
+    got[:3] = False
+    drop = paired_drop_pp("t.acc", ref, got, 0.95, "m")
+    v = judge(_accuracy_indicator("<=", 10.0, "pp"), drop, None, None)
+    found = re.search(r"about (\d+) at the observed rate \(3 of 40\)", v.reason)
+    assert v.status == "INCONCLUSIVE" and found, v.reason
+    _enough_and_not_much_more(int(found.group(1)), 3 / 40, "upper", operator.le, 10.0)
+
+
+def test_when_more_samples_cannot_decide_it_says_so() -> None:
+    import numpy as np
+
+    from harness.probes.accuracy import paired_drop_pp
+
+    # 6 lost and 4 gained in 40: the drop is 5 pp, but the bound rests on the 15 % lost,
+    # which no number of samples brings under 10 pp
+    ref = np.zeros(40, dtype=bool)
+    ref[:6] = True
+    got = np.zeros(40, dtype=bool)
+    got[6:10] = True
+    drop = paired_drop_pp("t.acc", ref, got, 0.95, "m")
+    assert drop.value == 5.0
+    v = judge(_accuracy_indicator("<=", 10.0, "pp"), drop, None, None)
+    assert v.status == "INCONCLUSIVE"
+    assert "no number of samples would bring the bound past 10" in v.reason
+
+
+def test_a_timing_bound_still_asks_for_repeats() -> None:
+    v = judge(_indicator(), _measure(40, 30, 45), None, None)
+    assert v.status == "INCONCLUSIVE" and "more repeats or a steadier system" in v.reason

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.models import Interval, Measurement
+from harness.models import Interval, Measurement, ProportionBound
 from harness.stats import clopper_pearson
 
 PAIRED_DROP_METHOD = (
@@ -36,6 +36,10 @@ def accuracy_percent(
             high=100.0 * bounds.upper,
             confidence=confidence,
             method="exact one-sided Clopper-Pearson bounds on the proportion answered right",
+            proportion={
+                "low": ProportionBound(count=right, n=n, side="lower"),
+                "high": ProportionBound(count=right, n=n, side="upper"),
+            },
         ),
         method=method,
         details=details,
@@ -65,6 +69,10 @@ def paired_drop_pp(
             high=100.0 * clopper_pearson(lost, n, confidence).upper,
             confidence=confidence,
             method=PAIRED_DROP_METHOD,
+            proportion={
+                "low": ProportionBound(count=gained, n=n, side="upper", negate=True),
+                "high": ProportionBound(count=lost, n=n, side="upper"),
+            },
         ),
         method=method,
         details={"fp32_right_variant_wrong": lost, "fp32_wrong_variant_right": gained},
