@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__, header, signing
+from harness.environment import git_revision, source_digest
 from harness.errors import BadInput
 from harness.evaluate import evaluate
-from harness.run import git_revision
 from harness.verify import ENVELOPE_FILE, VerifyResult, verify
 
 COMPARED = ("tasks", "measurements", "unmeasured", "verdicts")
@@ -115,11 +115,18 @@ def _notes(signed: dict[str, Any]) -> list[str]:
     """Scoring code can change between harness revisions: say when it did."""
     made_by = signed.get("harness") or {}
     current = {"version": __version__, "git_revision": git_revision()}
-    if (made_by.get("version"), made_by.get("git_revision")) == (
+    same_source = made_by.get("source_sha256") == source_digest()
+    if same_source and (made_by.get("version"), made_by.get("git_revision")) == (
         current["version"],
         current["git_revision"],
     ):
         return []
+    if not same_source and made_by.get("git_revision") == current["git_revision"]:
+        return [
+            "the report was made by harness code with other bytes than this audit's "
+            f"(source sha256 {str(made_by.get('source_sha256'))[:12]} vs "
+            f"{source_digest()[:12]}), at the same git revision: a modified working tree"
+        ]
     return [
         f"the report was made by harness {made_by.get('version')} "
         f"(revision {made_by.get('git_revision') or 'unknown'}); this audit runs "

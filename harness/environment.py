@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
+import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from harness import nvml
@@ -89,3 +92,39 @@ def match_facts(device: str, env: dict[str, Any]) -> dict[str, Any]:
 
         facts["gpu_name"] = torch.cuda.get_device_name(device)
     return facts
+
+
+HARNESS_ROOT = Path(__file__).resolve().parent
+
+
+def git_revision() -> str | None:
+    root = HARNESS_ROOT.parent
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{rev}{'+dirty' if dirty else ''}" or None
+
+
+def source_digest() -> str:
+    """sha256 over the harness package's own files (path and bytes, in order): two runs
+    with the same digest scored with the same code, whatever git says."""
+    digest = hashlib.sha256()
+    for path in sorted(HARNESS_ROOT.rglob("*")):
+        if path.is_file() and path.suffix in (".py", ".json") and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(HARNESS_ROOT).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()

@@ -105,10 +105,19 @@ def evaluate(evidence_dir: Path) -> Evaluation:
             reason = f"task {task.id} failed: {outcome.reason}"
             unmeasured += [Unmeasured(id=m, reason=reason) for m in task.metric_units]
             continue
-        measurements += [
+        task_measurements = [
             m.model_copy(update={"id": f"{task.id}.{m.id}"}) for m in result.measurements
         ]
         unmeasured += [u.model_copy(update={"id": f"{task.id}.{u.id}"}) for u in result.unmeasured]
+        if precomputed(sut) and not getattr(task.probe, "reads_sut_outputs", False):
+            reason = (
+                f"pre-computed outputs (sut.adapter: {sut.adapter}): task {task.id} "
+                f"({task.probe_name}) measures this machine and the harness's reference stack, "
+                "not the system whose outputs were supplied"
+            )
+            unmeasured += [Unmeasured(id=m.id, reason=reason) for m in task_measurements]
+            task_measurements = []
+        measurements += task_measurements
 
     if precomputed(sut):
         measurements, unmeasured = _without_driven_figures(measurements, unmeasured, sut.adapter)

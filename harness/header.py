@@ -24,6 +24,7 @@ from harness.submissions import LOCAL_DEFAULT
 SUITE_FILE = "suite.yaml"
 SUBMISSION_FILE = "submission.yaml"
 HARDWARE_FILE = "hardware.yaml"
+LAB_INSTRUMENTS_FILE = "lab-instruments.yaml"
 ENVIRONMENT_FILE = "environment.json"
 RUN_FILE = "run.json"
 
@@ -113,8 +114,9 @@ def trust_section(reader: EvidenceReader) -> dict[str, Any]:
             "precomputed_outputs": True,
             "note": f"LOWER TRUST: pre-computed outputs supplied by the applicant (sut.adapter: "
             f"{sut.adapter}); the harness did not drive the system, so no latency, "
-            "throughput, power or energy figure is reported; accuracy-type figures are "
-            "computed from the supplied outputs",
+            "throughput, power or energy figure is reported, nor any figure of a task that "
+            "measures this machine instead of reading the outputs; accuracy-type figures of "
+            "the tasks that read them are computed from the supplied outputs",
         }
     return {"precomputed_outputs": False, "note": ""}
 

@@ -103,6 +103,14 @@ class InstrumentSpec(BaseModel):
     kind: str
 
 
+class LabInstruments(Strict):
+    """The lab's own meters for a run (`harness run --instruments FILE`): only instruments
+    the lab names (or the device's own sensors) decide a power verdict."""
+
+    schema_: Literal["harness.lab-instruments/v1"] = Field(alias="schema")
+    instruments: list[InstrumentSpec] = Field(min_length=1)
+
+
 class Submission(Strict):
     applicant: str
     product: str

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -37,11 +36,13 @@ from harness.evidence import EvidenceWriter, digest_tree
 from harness.header import (
     ENVIRONMENT_FILE,
     HARDWARE_FILE,
+    LAB_INSTRUMENTS_FILE,
     RUN_FILE,
     SUBMISSION_FILE,
     SUITE_FILE,
 )
-from harness.models import PREDICATE_TYPE, TaskOutcome
+from harness.loading import load_model
+from harness.models import PREDICATE_TYPE, LabInstruments, TaskOutcome
 from harness.probes.base import CollectContext
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -61,6 +62,8 @@ class RunRequest:
     # the meters' stated accuracy ("1%", "0.2W", "0.5%+0.1W"): one for every --meter-log,
     # or one per log in order
     meter_uncertainty: list[str] = field(default_factory=list)
+    # the lab's instruments file (harness.lab-instruments/v1)
+    lab_instruments: Path | None = None
 
 
 UNCERTAINTY_TERM = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(%|W)\s*$")
@@ -186,6 +189,7 @@ def plan(request: RunRequest, env: dict[str, Any]) -> Plan:
             path=path.resolve(),
             uncertainty=accuracy,
             stated_in="command line",
+            supplied_by="lab",
         )
         for i, (path, accuracy) in enumerate(
             zip(request.meter_logs, _meter_uncertainties(request), strict=True)
@@ -193,12 +197,25 @@ def plan(request: RunRequest, env: dict[str, Any]) -> Plan:
     ]
     for log_spec in meter_logs:
         log_spec.validate_files("--meter-log", str(log_spec.path))
-    configured = [*submission.instruments, *meter_logs]
-    names = [s.name for s in configured]
-    if len(set(names)) != len(names):
-        raise BadInput(
-            "--meter-log", None, "the submission already has an instrument named wall-log"
+    lab: list[Any] = []
+    if request.lab_instruments is not None:
+        lab_file = load_model(request.lab_instruments, LabInstruments, "lab instruments file")
+        lab = instruments.parse(
+            lab_file.instruments,
+            request.lab_instruments,
+            request.lab_instruments.resolve().parent,
+            supplied_by="lab",
         )
+    configured = [*submission.instruments, *lab, *meter_logs]
+    names = [s.name for s in configured]
+    for name in names:
+        if names.count(name) > 1:
+            raise BadInput(
+                "--instruments" if lab else "--meter-log",
+                None,
+                f"two instruments are named {name!r} (the submission's, the lab's "
+                "instruments file and --meter-log together)",
+            )
     key = signing.load_private(request.key) if request.key else signing.dry_run_key()
     out = request.out
     if out is None:
@@ -211,28 +228,6 @@ def plan(request: RunRequest, env: dict[str, Any]) -> Plan:
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BadInput(out, "--out", "exists and is not an empty directory; choose a new one")
     return Plan(request, loaded, submission, device, hardware_path, key, out, configured)
-
-
-def git_revision() -> str | None:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        rev = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{rev}{'+dirty' if dirty else ''}" or None
 
 
 ProgressFactory = Callable[[int], Callable[[str], None]]
@@ -282,6 +277,8 @@ def _execute_into(
         root.write_bytes(SUBMISSION_FILE, p.submission.path.read_bytes())
     if p.hardware_path is not None:
         root.write_bytes(HARDWARE_FILE, p.hardware_path.read_bytes())
+    if p.request.lab_instruments is not None:
+        root.write_bytes(LAB_INSTRUMENTS_FILE, p.request.lab_instruments.read_bytes())
     root.write_json(ENVIRONMENT_FILE, env)
 
     total = sum(t.probe.estimated_steps(t.args, p.request.quick) for t in p.suite.tasks)  # type: ignore[attr-defined]
@@ -350,7 +347,8 @@ def build_statement(p: Plan, evidence_dir: Path, evaluation: Evaluation) -> dict
         **header_mod.derive(evidence_dir),
         "harness": {
             "version": __version__,
-            "git_revision": git_revision(),
+            "git_revision": environment.git_revision(),
+            "source_sha256": environment.source_digest(),
             "python": sys.version.split()[0],
         },
         "signer": {

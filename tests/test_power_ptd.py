@@ -55,23 +55,31 @@ def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
 PERIOD_S = 0.1
 
 
-def _setup(tmp_path: Path, port: int) -> tuple[Path, Path]:
+def _meter(port: int) -> str:
+    return (
+        f"  - {{kind: ptdaemon, host: 127.0.0.1, port: {port}, "
+        f"sample_period_s: {PERIOD_S}, ranging_s: 0.5}}\n"
+    )
+
+
+def _setup(tmp_path: Path, port: int) -> tuple[Path, Path, Path]:
+    """The suite, a submission without meters, and the lab's instruments file."""
     (tmp_path / "suite.yaml").write_text(SUITE)
     submission = tmp_path / "submission.yaml"
     submission.write_text(
         "applicant: A\nproduct: B\nsuite: ptd-test\nsut: {adapter: local, device: cpu}\n"
-        f"instruments:\n  - {{kind: ptdaemon, host: 127.0.0.1, port: {port}, "
-        f"sample_period_s: {PERIOD_S}, ranging_s: 0.5}}\n"
     )
-    return tmp_path / "suite.yaml", submission
+    lab = tmp_path / "lab.yaml"
+    lab.write_text("schema: harness.lab-instruments/v1\ninstruments:\n" + _meter(port))
+    return tmp_path / "suite.yaml", submission, lab
 
 
 def test_wall_power_with_a_ranging_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with LoopbackPtd(Constant(42.0)) as ptd:
-        suite, submission = _setup(tmp_path, ptd.port)
+        suite, submission, lab = _setup(tmp_path, ptd.port)
         out = tmp_path / "run"
         argv = ["run", str(suite), "--submission", str(submission), "--out", str(out)]
-        assert _run(argv, monkeypatch) == 0
+        assert _run([*argv, "--instruments", str(lab)], monkeypatch) == 0
         commands = list(ptd.commands)
     # the ranging pass ran with auto ranges, the testing passes with fixed ones
     ranges = [c for c in commands if c.startswith("SR,")]
@@ -86,6 +94,41 @@ def test_wall_power_with_a_ranging_pass(tmp_path: Path, monkeypatch: pytest.Monk
     verdicts = {v["indicator"]: v for v in predicate["verdicts"]}
     assert verdicts["typical_power_w"]["status"] == "PASS", verdicts["typical_power_w"]["reason"]
     assert _run(["audit", str(out)], monkeypatch) == 0
+    assert (out / "evidence/lab-instruments.yaml").read_text() == lab.read_text()
+
+
+def test_a_meter_the_applicant_names_cannot_decide(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same meter named in the submission instead of the lab's file: its figures are
+    reported, and the power verdicts are INCONCLUSIVE (a meter reporting 0.0001 W from the
+    applicant's own server must not pass)."""
+    with LoopbackPtd(Constant(42.0)) as ptd:
+        suite, submission, _ = _setup(tmp_path, ptd.port)
+        submission.write_text(submission.read_text() + "instruments:\n" + _meter(ptd.port))
+        out = tmp_path / "run"
+        argv = ["run", str(suite), "--submission", str(submission), "--out", str(out)]
+        assert _run(argv, monkeypatch) == 0
+    predicate = json.loads((out / "statement.json").read_text())["predicate"]
+    m = {x["id"]: x for x in predicate["measurements"]}
+    assert m["power.typical_w"]["value"] == pytest.approx(42.0, rel=1e-6)
+    verdict = {v["indicator"]: v for v in predicate["verdicts"]}["typical_power_w"]
+    assert verdict["status"] == "INCONCLUSIVE"
+    assert "the applicant's submission names" in verdict["reason"]
+
+
+def test_a_submission_cannot_claim_its_meter_is_the_labs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    suite, submission, _ = _setup(tmp_path, 9)
+    submission.write_text(
+        submission.read_text()
+        + "instruments:\n  - {kind: ptdaemon, host: 127.0.0.1, port: 9, supplied_by: lab}\n"
+    )
+    argv = ["run", str(suite), "--submission", str(submission), "--out", str(tmp_path / "r")]
+    assert _run(argv, monkeypatch) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "instruments[0].supplied_by" in err[0]
 
 
 def test_a_meter_that_disconnects_makes_power_inconclusive_and_the_run_goes_on(
@@ -95,10 +138,10 @@ def test_a_meter_that_disconnects_makes_power_inconclusive_and_the_run_goes_on(
     # that measurement only, so a slow ranging pass (0.5 s) or idle interval (0.6 s) cannot
     # set it off early, however late their Stop arrives
     with LoopbackPtd(Constant(42.0), drop_after_s=0.9, fault_in_measurement=3) as ptd:
-        suite, submission = _setup(tmp_path, ptd.port)
+        suite, submission, lab = _setup(tmp_path, ptd.port)
         out = tmp_path / "run"
         argv = ["run", str(suite), "--submission", str(submission), "--out", str(out)]
-        code = _run(argv, monkeypatch)
+        code = _run([*argv, "--instruments", str(lab)], monkeypatch)
         marks = [m.mark for m in ptd.measurements]
         fired_at = ptd.fault_fired_at
     # ranging, idle, load: the fault hit the load pass

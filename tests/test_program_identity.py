@@ -66,28 +66,51 @@ def test_one_script_declared_as_five_chips_counts_once(tmp_path: Path) -> None:
     assert "declared by the applicant" in m.method
 
 
-def test_copies_of_one_script_print_the_same_bytes_and_count_once(tmp_path: Path) -> None:
+def test_copies_of_one_script_count_once(tmp_path: Path) -> None:
+    """Copies that differ in comments, with extra files on their command lines, are one
+    program (the script's syntax tree); a rewritten copy that pads its output with spaces
+    prints the same values and is one computation."""
+    padded = HARNESS_PYTHON_BINDING.replace(
+        'print(" ".join(f"{v:.9g}" for v in out.tolist()), flush=True)',
+        'print("  ".join(f"{v:.9g}" for v in out.tolist()) + "   ", flush=True)',
+    )
+    assert padded != HARNESS_PYTHON_BINDING
+    (tmp_path / "padded.py").write_text(padded, encoding="utf-8")
+    commands = [
+        [str(_script(tmp_path, "run0.py", "# chip 0\n")), str(tmp_path / "tag0.txt")],
+        [str(_script(tmp_path, "run1.py", "\n\n# chip 1, tuned\n")), str(tmp_path / "tag1.txt")],
+        [str(tmp_path / "padded.py")],
+    ]
+    for i in range(2):
+        (tmp_path / f"tag{i}.txt").write_text(f"chip {i}\n", encoding="utf-8")
     backends = [
         {
             "name": f"chip-{i}",
-            "command": {
-                "argv": [
-                    sys.executable,
-                    str(_script(tmp_path, f"run{i}.py", f"# chip {i}\n")),
-                    "{model}",
-                    "{input}",
-                ]
-            },
+            "command": {"argv": [sys.executable, *c[:1], "{model}", "{input}", *c[1:]]},
         }
-        for i in range(3)
+        for i, c in enumerate(commands)
     ]
     m = _measure(
         BackendsProbe(), {**REFERENCE, "backends": backends}, tmp_path / "run", "working_backends"
     )
     assert m.value == 1, m.details
-    assert "byte-identical to backend chip-0" in m.details["chip-2"]["status"]
-    digests = {m.details[f"chip-{i}"]["program"]["identity"] for i in range(3)}
-    assert len(digests) == 3  # three different programs, one computation
+    assert m.details["chip-1"]["status"] == "the same program as backend chip-0 (counted once)"
+    assert "output values identical to backend chip-0" in m.details["chip-2"]["status"]
+
+
+def test_a_command_backend_must_print_values(tmp_path: Path) -> None:
+    classes = HARNESS_PYTHON_BINDING.replace(
+        'print(" ".join(f"{v:.9g}" for v in out.tolist()), flush=True)',
+        "print(int(out.argmax()), flush=True)",
+    )
+    (tmp_path / "classes.py").write_text(classes, encoding="utf-8")
+    argv = [sys.executable, str(tmp_path / "classes.py"), "{model}", "{input}"]
+    backends = [{"name": "npu", "command": {"argv": argv, "output": "class"}}]
+    m = _measure(
+        BackendsProbe(), {**REFERENCE, "backends": backends}, tmp_path / "run", "working_backends"
+    )
+    assert m.value == 0
+    assert "prints the model's output values" in m.details["npu"]["status"]
 
 
 # ------------------------------------------------------------------ bindings
@@ -277,3 +300,109 @@ def test_a_real_compiler_answers_with_its_name_and_version(tmp_path: Path) -> No
     )
     assert got["roles"] == 2, got
     assert got["working"] == ["gcc", "Python"]
+
+
+EXECVE_C = r"""
+#include <unistd.h>
+#include <sys/syscall.h>
+int main(int argc, char **argv) {
+    char *args[] = {PYTHON, SCRIPT, argv[1], argv[2], 0};
+    return (int)syscall(SYS_execve, PYTHON, args, (char *[]){0});
+}
+"""
+
+
+@needs_gcc
+def test_an_elf_that_execs_python_or_a_script_named_java_is_no_binding(tmp_path: Path) -> None:
+    build = tmp_path / "build"
+    build.mkdir()
+    script = _script(build, "binding.py")
+    (build / "runner.c").write_text(EXECVE_C, encoding="utf-8")
+    _gcc(
+        build / "runner.c", build / "runner", f'-DPYTHON="{sys.executable}"', f'-DSCRIPT="{script}"'
+    )
+    (build / "runner.cpp").write_text(EXECVE_C + "// C++\n", encoding="utf-8")
+    java = build / "java"
+    java.write_text(f'#!/bin/sh\nexec {sys.executable} {script} "$3" "$4"\n', encoding="utf-8")
+    java.chmod(0o755)
+    (build / "run.jar").write_bytes(b"")
+    bindings = {
+        "c": {
+            "argv": ["./runner", "{model}", "{input}"],
+            "cwd": str(build),
+            "sources": ["runner.c"],
+        },
+        "cpp": {
+            "argv": ["./runner", "{model}", "{input}"],
+            "cwd": str(build),
+            "sources": ["runner.cpp"],
+        },
+        "java": {"argv": ["./java", "-jar", "run.jar", "{model}", "{input}"], "cwd": str(build)},
+    }
+    m = _measure(
+        BindingsProbe(), {**REFERENCE, "bindings": bindings}, tmp_path / "run", "working_bindings"
+    )
+    assert m.value == 0, m.details
+    assert "can start other programs (syscall)" in m.details["c"]["status"]
+    assert "can start other programs (syscall)" in m.details["cpp"]["status"]
+    assert "not a Java launcher" in m.details["java"]["status"]
+
+
+@needs_gcc
+def test_one_elf_with_two_source_lists_is_one_program(tmp_path: Path) -> None:
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "mlp.c").write_text(MLP_C, encoding="utf-8")
+    (build / "mlp.cpp").write_text(MLP_C + "// one more line makes other bytes\n", encoding="utf-8")
+    _gcc(build / "mlp.c", build / "mlp")
+    elf = [str(build / "mlp"), str(_weights(build)), "{input}"]
+    bindings = {
+        "c": {"argv": elf, "cwd": str(build), "sources": ["mlp.c"]},
+        "cpp": {"argv": elf, "cwd": str(build), "sources": ["mlp.cpp"]},
+    }
+    m = _measure(
+        BindingsProbe(), {**REFERENCE, "bindings": bindings}, tmp_path / "run", "working_bindings"
+    )
+    assert m.value == 1, m.details
+    assert m.details["cpp"]["status"] == "the same program as the c binding (counted once)"
+
+
+def test_an_empty_jar_is_no_java_program(tmp_path: Path) -> None:
+    java = shutil.which("java")
+    if java is None:
+        pytest.skip("needs java")
+    (tmp_path / "run.jar").write_bytes(b"")
+    bindings = {"java": {"argv": ["java", "-jar", str(tmp_path / "run.jar"), "{model}", "{input}"]}}
+    m = _measure(
+        BindingsProbe(), {**REFERENCE, "bindings": bindings}, tmp_path / "run", "working_bindings"
+    )
+    assert m.value == 0
+    status = m.details["java"]["status"]
+    assert status.startswith("exit ") or "neither a jar nor a class file" in status, status
+
+
+def test_a_copied_echo_a_printing_utility_or_a_reused_program_fills_no_role(
+    tmp_path: Path,
+) -> None:
+    echo = shutil.which("echo")
+    assert echo is not None
+    shutil.copy(Path(echo).resolve(), tmp_path / "npu-smi")
+    (tmp_path / "npu-smi").chmod(0o755)
+    got = _toolchain(
+        tmp_path / "run",
+        [
+            {
+                "name": "npu-smi",
+                "role": "driver",
+                "argv": [str(tmp_path / "npu-smi"), "npu-smi 1.2.3"],
+            },
+            {"name": "npu date-driver", "role": "driver", "argv": ["date", "+npu-date-driver 9.9"]},
+            {"name": "Python", "role": "dev-environment", "argv": [sys.executable, "--version"]},
+            {"name": "Python NPU driver", "role": "driver", "argv": [sys.executable, "--version"]},
+        ],
+    )
+    failing = got["failing"]
+    assert "is a copy of echo" in failing["npu-smi"]
+    assert "prints what it is given" in failing["npu date-driver"]
+    assert "the same program as Python" in failing["Python NPU driver"]
+    assert got["working"] == ["Python"] and got["roles"] == 1

@@ -109,6 +109,18 @@ def test_pre_computed_outputs_give_no_throughput(outputs_run: Path) -> None:
     assert "PASS" not in {v["status"] for v in predicate["verdicts"]}
 
 
+def test_pre_computed_outputs_give_no_figure_of_a_task_that_measures_this_machine(
+    outputs_run: Path,
+) -> None:
+    """Not even a count or an accuracy: GEMM (and every probe that does not read the SUT's
+    outputs) measured the harness's machine, not the system whose outputs were supplied."""
+    predicate = json.loads((outputs_run / "statement.json").read_bytes())["predicate"]
+    assert not [m["id"] for m in predicate["measurements"] if m["id"].startswith("gemm.")]
+    unmeasured = {u["id"]: u["reason"] for u in predicate["unmeasured"]}
+    assert "measures this machine" in unmeasured["gemm.verified_precisions"]
+    assert "nor any figure of a task that measures this machine" in predicate["trust"]["note"]
+
+
 @pytest.mark.parametrize("name", ["report.md", "report.html"])
 def test_pre_computed_outputs_put_a_lower_trust_banner_first(outputs_run: Path, name: str) -> None:
     text = (outputs_run / name).read_text(encoding="utf-8")

@@ -121,6 +121,13 @@ def print_verdicts(console: Console, verdicts: list[Verdict]) -> None:
     help="the meter's stated accuracy, e.g. 1%, 0.2W or 0.5%+0.1W (one for every --meter-log, "
     "or one per log); without it a power verdict cannot be decided",
 )
+@click.option(
+    "--instruments",
+    "lab_instruments",
+    type=click.Path(path_type=Path),
+    help="the lab's own meters (YAML: schema harness.lab-instruments/v1, instruments: [...]); "
+    "only these, --meter-log and the device's own sensors decide a power verdict",
+)
 def run(
     suite: str,
     submission: Path | None,
@@ -131,6 +138,7 @@ def run(
     seed: int,
     meter_logs: tuple[Path, ...],
     meter_uncertainty: tuple[str, ...],
+    lab_instruments: Path | None,
 ) -> None:
     """Run SUITE (an id or a YAML path) against a submission and write a signed report."""
     request = RunRequest(
@@ -143,6 +151,7 @@ def run(
         seed,
         list(meter_logs),
         list(meter_uncertainty),
+        lab_instruments,
     )
     env = environment.snapshot()
     the_plan = plan(request, env)

@@ -34,6 +34,9 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: ClassVar[str]
     name: str = ""
+    # who named the meter: the lab (its instruments file, --meter-log, the device's own
+    # sensors) or the applicant's submission; set by the harness, never read from a file
+    supplied_by: Literal["lab", "applicant"] = Field(default="applicant", exclude=True)
 
 
 class Uncertainty(BaseModel):
@@ -192,8 +195,14 @@ class PtdSpec(_Spec):
         return fixed, dict(result.info)
 
 
-def parse(raw: list[InstrumentSpec], source: str | Path, base_dir: Path | None) -> list[Any]:
-    """Validate a submission's instrument list; paths are relative to the submission file."""
+def parse(
+    raw: list[InstrumentSpec],
+    source: str | Path,
+    base_dir: Path | None,
+    supplied_by: Literal["lab", "applicant"] = "applicant",
+) -> list[Any]:
+    """Validate an instrument list (a submission's, or the lab's instruments file); paths
+    are relative to the file."""
     out: list[Any] = []
     for i, spec in enumerate(raw):
         where = f"instruments[{i}]"
@@ -207,8 +216,10 @@ def parse(raw: list[InstrumentSpec], source: str | Path, base_dir: Path | None) 
         data.pop("kind")
         if "path" in data and base_dir is not None:
             data["path"] = str((base_dir / str(data["path"])).resolve())
+        if "supplied_by" in data:
+            raise BadInput(source, f"{where}.supplied_by", "is set by the harness, not a file")
         try:
-            parsed = cls.model_validate(data)
+            parsed = cls.model_validate(data).model_copy(update={"supplied_by": supplied_by})
         except ValidationError as error:
             raise bad_input_from(source, error, prefix=where) from None
         if hasattr(parsed, "validate_files"):
@@ -226,8 +237,8 @@ def _device_sensors(device: str) -> list[Any]:
     if device.startswith("cuda"):
         from harness.nvml import index_of_cuda_device
 
-        return [NvmlSpec(index=index_of_cuda_device(device))]
-    return [RaplSpec()]
+        return [NvmlSpec(index=index_of_cuda_device(device), supplied_by="lab")]
+    return [RaplSpec(supplied_by="lab")]
 
 
 def plan(configured: list[Any], device: str) -> list[Any]:

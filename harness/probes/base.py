@@ -50,6 +50,11 @@ class ScoreResult:
 
 
 class Probe(Protocol):
+    """A probe. One that sends samples to the submission's SUT adapter and scores what comes
+    back sets `reads_sut_outputs = True`; the others measure this machine and its reference
+    stack (GEMM, power, the harness's reference models), so a run on pre-computed outputs
+    reports none of their figures."""
+
     name: ClassVar[str]
     Args: ClassVar[type[BaseModel]]
 

@@ -93,7 +93,12 @@ class PowerProbe:
             "device": ctx.device,
             "precision": args.precision,
             "instruments": [
-                {"name": s.name, "kind": s.kind, "unavailable": probe_reasons[s.name]}
+                {
+                    "name": s.name,
+                    "kind": s.kind,
+                    "supplied_by": getattr(s, "supplied_by", "applicant"),
+                    "unavailable": probe_reasons[s.name],
+                }
                 for s in specs
             ],
         }
@@ -241,7 +246,12 @@ class PowerProbe:
         ]
         for gross, idle_energy in per_instrument:
             measurements += _instrument_measurements(gross, idle_energy, load)
-        chosen = _judging_instrument(per_instrument, args.allowed_domains)
+        applicant = {
+            i["name"]
+            for i in plan_record["instruments"]
+            if i.get("supplied_by", "applicant") != "lab"
+        }
+        chosen = _judging_instrument(per_instrument, args.allowed_domains, applicant)
         if chosen is None:
             why = [f"{g.instrument}: {g.problem}" for g, _ in per_instrument] + [
                 f"{i['name']}: {i['unavailable']}"
@@ -255,7 +265,15 @@ class PowerProbe:
             )
         gross, idle_energy = chosen
         headline, unmeasured = _headline(
-            gross, idle_energy, args, ops, unit, load, ctx.confidence, ops_problem
+            gross,
+            idle_energy,
+            args,
+            ops,
+            unit,
+            load,
+            ctx.confidence,
+            ops_problem,
+            gross.instrument in applicant,
         )
         return ScoreResult(measurements + headline, unmeasured)
 
@@ -297,13 +315,18 @@ def _sample(
 
 
 def _judging_instrument(
-    per_instrument: list[tuple[WindowEnergy, WindowEnergy]], allowed: Sequence[str]
+    per_instrument: list[tuple[WindowEnergy, WindowEnergy]],
+    allowed: Sequence[str],
+    applicant: set[str],
 ) -> tuple[WindowEnergy, WindowEnergy] | None:
+    """The instrument whose figures the indicators judge: the lab's before the applicant's,
+    then by the suite's order of allowed domains."""
     usable = [p for p in per_instrument if p[0].average_w is not None]
-    for domain in allowed:
-        for pair in usable:
-            if pair[0].domain == domain:
-                return pair
+    for lab_only in (True, False):
+        for domain in allowed:
+            for pair in usable:
+                if pair[0].domain == domain and (pair[0].instrument not in applicant) == lab_only:
+                    return pair
     return usable[0] if usable else None
 
 
@@ -404,6 +427,7 @@ def _headline(
     window: Window,
     confidence: float,
     ops_problem: str,
+    applicant_supplied: bool = False,
 ) -> tuple[list[Measurement], list[Unmeasured]]:
     """The judged figures from the chosen instrument: typical power (gross, or net of idle as
     the suite's `basis` says), idle and net power, energy and TOPS/W over the one window."""
@@ -414,6 +438,12 @@ def _headline(
             f"{gross.instrument} is an imported meter log: this suite needs a live "
             "instrument the harness drives (PTDaemon) to decide a power verdict "
             "(allow_imported_logs is not set)"
+        )
+    if applicant_supplied:
+        problems.append(
+            f"{gross.instrument} is a meter the applicant's submission names: a verdict needs "
+            "one the lab configures (harness run --instruments LAB.yaml, or --meter-log where "
+            "the suite allows imported logs)"
         )
     if gross.domain not in args.allowed_domains:
         problems.append(

@@ -30,7 +30,29 @@ from harness.registry import probes
 OUTPUT_HEAD = 400  # characters of output kept per check
 VERSION = re.compile(r"\b\d+\.\d+")
 # programs that print whatever they are given: they answer for no component
-ECHOES = re.compile(r"^(echo|printf|true|false|cat|yes|test|\[|tee|head|tail|seq)$")
+ECHO_NAMES = (
+    "echo", "printf", "true", "false", "cat", "yes", "test", "[", "tee", "head", "tail", "seq",
+    "date", "expr", "basename", "dirname", "printenv", "tr", "sed", "awk", "gawk", "mawk",
+    "grep", "cut", "paste", "rev", "xargs", "env", "cp", "ln", "install", "sh", "bash", "dash",
+)  # fmt: skip
+ECHOES = re.compile("^(" + "|".join(re.escape(n) for n in ECHO_NAMES) + ")$")
+
+
+def echo_digests() -> dict[str, str]:
+    """sha256 -> name of this machine's utilities that print what they are given, so that
+    a renamed copy (./npu-smi = /bin/echo) is known for what it is."""
+    found: dict[str, str] = {}
+    for name in ECHO_NAMES:
+        path = shutil.which(name)
+        if path is None:
+            continue
+        try:
+            found.setdefault(sha256_path(Path(path).resolve()), name)
+        except OSError:
+            continue
+    return found
+
+
 VERSION_FLAGS = {"--version", "-version", "-V", "--help", "version", "-v", "/?", "--info"}
 NAME_WORD = re.compile(r"[a-z0-9][a-z0-9+.-]*[a-z0-9+]|[a-z0-9]")
 
@@ -40,9 +62,9 @@ def _name_words(name: str) -> list[str]:
     return [w for w in NAME_WORD.findall(name.lower()) if len(w) >= 2 and not w.isdigit()]
 
 
-def answer_problem(record: dict[str, Any]) -> str:
+def answer_problem(record: dict[str, Any], echoes: dict[str, str] | None = None) -> str:
     """Why a recorded check does not show the declared component answering ("" when it
-    does); a pure function of the record."""
+    does); a pure function of the record and the recorded utility digests."""
     if record.get("reason") and "exit_code" not in record:
         return str(record["reason"])
     if record.get("exit_code") != 0:
@@ -50,6 +72,9 @@ def answer_problem(record: dict[str, Any]) -> str:
     program = Path(str(record.get("executable", record["argv"][0]))).name
     if ECHOES.match(program):
         return f"{program} prints what it is given: it answers for no component"
+    copy_of = (echoes or {}).get(str(record.get("executable_sha256")))
+    if copy_of:
+        return f"{program} is a copy of {copy_of}, which prints what it is given"
     if INTERPRETERS.match(program) and any(a not in VERSION_FLAGS for a in record["argv"][1:]):
         return (
             f"runs code through {program}, not the component's own program: declare a "
@@ -64,6 +89,15 @@ def answer_problem(record: dict[str, Any]) -> str:
         )
     if not VERSION.search(output):
         return f"its output has no version number ({output[:80]!r})"
+    given = " ".join(str(a) for a in record["argv"][1:]).lower()
+    named = [w for w in words if w in output.lower()]
+    versions = VERSION.findall(output)
+    for kind, found in (("name", named), ("version", versions)):
+        if all(x in given for x in found):
+            return (
+                f"its {kind} ({found[0]!r}) is on its own command line: the output must "
+                "come from the component, not from its arguments"
+            )
     return ""
 
 
@@ -75,7 +109,9 @@ class ToolchainArgs(BaseModel):
     timeout_s: float = Field(default=20.0, gt=0)
 
 
-def run_check(check: ToolCheck, timeout_s: float) -> dict[str, Any]:
+def run_check(
+    check: ToolCheck, timeout_s: float, echoes: dict[str, str] | None = None
+) -> dict[str, Any]:
     record: dict[str, Any] = {"name": check.name, "role": check.role, "argv": check.argv}
     program = shutil.which(check.argv[0])
     if program is None:
@@ -99,7 +135,7 @@ def run_check(check: ToolCheck, timeout_s: float) -> dict[str, Any]:
         output=output,
         reason="" if done.returncode == 0 else f"exit {done.returncode}: {last_line}",
     )
-    problem = answer_problem(record)
+    problem = answer_problem(record, echoes)
     return {**record, "ok": not problem, "reason": problem}
 
 
@@ -121,12 +157,14 @@ class ToolchainProbe:
         checks = [t for t in declared if isinstance(t, ToolCheck)]
         unchecked = [t for t in declared if isinstance(t, str)]
         ctx.progress(f"{len(checks)} toolchain checks")
+        echoes = echo_digests()
         ctx.evidence.write_json(
             "toolchain.json",
             {
                 "description": ctx.hardware.id if ctx.hardware else None,
-                "checks": [run_check(c, args.timeout_s) for c in checks],
+                "checks": [run_check(c, args.timeout_s, echoes) for c in checks],
                 "declared_without_check": unchecked,
+                "echo_utilities": echoes,
             },
         )
         return []
@@ -144,7 +182,19 @@ class ToolchainProbe:
                 "command to run"
             )
             return ScoreResult([], [Unmeasured(id=m, reason=reason) for m in self.metrics(args)])
-        problems = {c["name"]: answer_problem(c) for c in checks}  # re-derived, not c["ok"]
+        echoes = record.get("echo_utilities") or {}
+        problems = {c["name"]: answer_problem(c, echoes) for c in checks}  # not c["ok"]
+        by_program: dict[str, str] = {}  # one program answers for one component only
+        for c in checks:
+            if problems[c["name"]]:
+                continue
+            digest = str(c.get("executable_sha256"))
+            if digest in by_program:
+                problems[c["name"]] = (
+                    f"the same program as {by_program[digest]}: one program is one component"
+                )
+            else:
+                by_program[digest] = c["name"]
         roles = {
             role: [c["name"] for c in checks if c["role"] == role and not problems[c["name"]]]
             for role in args.required_roles

@@ -8,6 +8,7 @@ reports available.
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,7 +33,6 @@ from harness.probes.framework.commands import BackendSpec
 from harness.probes.framework.identity import program_summary
 from harness.probes.framework.sessions import input_facts, run_provider
 from harness.probes.framework.submission import _reference_note, _submitted, _with_reference
-from harness.probes.framework.util import sha256_path
 from harness.registry import probes
 
 
@@ -132,6 +132,15 @@ class BackendsProbe:
             record = evidence.read_json(f"backends/{name}.json")
             if record["kind"] == "command":
                 ok, reason, detail = _judge_command(evidence, record, reference, args.tolerance)
+                if ok and record.get("output") != "values":
+                    ok, reason = (
+                        False,
+                        (
+                            "a command backend prints the model's output values (output: values), "
+                            "so that two backends can be told apart; predicted classes alone "
+                            "cannot be"
+                        ),
+                    )
             else:
                 ok, reason, detail = _judge_provider(record, reference, args)
             if ok:
@@ -144,7 +153,7 @@ class BackendsProbe:
                     reason = (
                         f"the same program as backend {same} (counted once)"
                         if keys[0] in seen
-                        else f"outputs byte-identical to backend {same}'s: the same "
+                        else f"output values identical to backend {same}'s: the same "
                         "computation (counted once)"
                     )
                 else:
@@ -198,9 +207,19 @@ def _sameness_keys(evidence: EvidenceReader, record: dict[str, Any]) -> list[str
     if not program:
         return []
     keys = [f"program:{program['identity']}"]
-    if record.get("output") == "values":
-        keys.append("stdout:" + sha256_path(evidence.path(record["stdout_file"])))
+    raw = evidence.path(record["stdout_file"]).read_bytes()
+    values = _values(raw)
+    if values is not None:  # the numbers it printed, not their spacing or notation
+        keys.append("values:" + hashlib.sha256(values.tobytes()).hexdigest())
     return keys
+
+
+def _values(raw: bytes) -> np.ndarray | None:
+    try:
+        rows = [[float(v) for v in line.split()] for line in raw.decode("utf-8").splitlines()]
+        return np.asarray([r for r in rows if r], dtype=np.float64)
+    except (UnicodeDecodeError, ValueError):
+        return None
 
 
 def _read_inputs(inputs: Path, model: Path) -> np.ndarray:

@@ -13,11 +13,13 @@ backend's declared chip is the one it ran on) is labelled as declared by the app
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
 import re
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,12 @@ STARTS_PROGRAMS: tuple[bytes, ...] = (
     b"execvpe",
     b"posix_spawn",
     b"posix_spawnp",
+    b"syscall",
+    b"fork",
+    b"vfork",
+    b"clone",
+    b"clone3",
+    b"dlopen",
 )
 MAX_SCAN_BYTES = 256 * 1024 * 1024
 SUBSTITUTED = ("{model}", "{input}")  # commands.MODEL_PLACEHOLDER, INPUT_PLACEHOLDER
@@ -110,10 +118,75 @@ def _class_files(argv: list[str], cwd: Path) -> list[Path]:
                 continue
             main = rest[0].replace(".", "/") + ".class"
             for entry in argv[i + 1].split(os.pathsep):
-                candidate = (cwd / entry / main).resolve()
-                if candidate.is_file():
+                candidate = _existing_file(cwd, str(Path(entry) / main))
+                if candidate is not None:
                     found.append(candidate)
     return found
+
+
+def _existing_file(cwd: Path, part: str) -> Path | None:
+    """The regular file a command-line word names (from the cwd), or None: options, code
+    and words no path can be are not files."""
+    if not part or part.startswith("-") or "\n" in part or len(part) > 4096:
+        return None
+    try:
+        path = (cwd / part).resolve()
+        return path if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _python_code_digest(source: bytes) -> str:
+    """The digest of a Python program's syntax tree: comments, blank lines and layout do
+    not make two copies of one script two programs."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return hashlib.sha256(source).hexdigest()
+    return _sha256_text(ast.dump(tree, annotate_fields=False))
+
+
+def _program_files(
+    executable: Path, argv: list[str], declared_argv: list[str], cwd: Path
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The files an interpreter runs as the program (a Python script; a Java .jar or main
+    class file), each with a code digest, and inline code digests (python -c / -m)."""
+    found: list[dict[str, Any]] = []
+    inline: list[str] = []
+    name = executable.name
+    args = argv[1:]
+    if PYTHON_NAME.match(name):
+        i = 0
+        while i < len(args):
+            part = args[i]
+            if part == "-c" and i + 1 < len(args):
+                inline.append(_python_code_digest(args[i + 1].encode("utf-8")))
+                break
+            if part == "-m" and i + 1 < len(args):
+                inline.append(_sha256_text(f"module {args[i + 1]}"))
+                break
+            if part in ("-W", "-X"):
+                i += 2
+                continue
+            if part.startswith("-"):
+                i += 1
+                continue
+            if not any(mark in declared_argv[i + 1] for mark in SUBSTITUTED):
+                path = _existing_file(cwd, part)
+                if path is not None:
+                    fact = _file_fact(path, i + 1)
+                    fact["code_sha256"] = _python_code_digest(path.read_bytes())
+                    found.append(fact)
+            break
+    elif name == "java":
+        for i, part in enumerate(args[:-1]):
+            if part == "-jar":
+                path = _existing_file(cwd, args[i + 1])
+                if path is not None:
+                    found.append({**_file_fact(path, i + 2), "code_sha256": sha256_path(path)})
+                break
+        found += [{**_file_fact(p), "code_sha256": sha256_path(p)} for p in _class_files(argv, cwd)]
+    return found, inline
 
 
 def program_facts(
@@ -123,7 +196,9 @@ def program_facts(
     path_env: str | None,
     sources: list[str] | None = None,
 ) -> dict[str, Any]:
-    """What the command runs, with digests; never raises."""
+    """What the command runs, with digests; never raises. The identity is the executable
+    and, for an interpreter, the program it runs (a script's syntax tree, a .jar or class
+    file, inline code): not the other files the command line names, nor declared sources."""
     facts: dict[str, Any] = {"program": argv[0]}
     executable = resolve_program(argv[0], cwd, path_env)
     if executable is None:
@@ -139,36 +214,55 @@ def program_facts(
     if facts["elf"]:
         facts.update(_elf_markers(executable))
     files: list[dict[str, Any]] = []
-    inline: list[str] = []
     for index in range(1, len(argv)):
         if any(mark in declared_argv[index] for mark in SUBSTITUTED):
             continue  # the model or the input file the harness substitutes
         part = argv[index]
-        if argv[index - 1] == "-c" and PYTHON_NAME.match(executable.name):
-            inline.append(_sha256_text(part))
-            continue
-        candidate = (cwd / part).resolve() if part and not part.startswith("-") else None
-        if candidate is not None and candidate.is_file():
+        candidate = _existing_file(cwd, part)
+        if candidate is not None:
             files.append(_file_fact(candidate, index))
-    files.extend(_file_fact(p) for p in _class_files(argv, cwd))
+    program_files, inline = _program_files(executable, argv, declared_argv, cwd)
     declared_sources = []
     for source in sources or []:
         path = (cwd / source).resolve()
         declared_sources.append(
             _file_fact(path) if path.is_file() else {"path": str(path), "sha256": None}
         )
-    facts.update(files=files, inline_code_sha256=inline, sources=declared_sources)
+    facts.update(
+        files=files,
+        program_files=program_files,
+        inline_code_sha256=inline,
+        sources=declared_sources,
+    )
     facts["identity"] = _sha256_text(
         json.dumps(
             {
                 "executable": facts["executable_sha256"],
-                "files": sorted(f["sha256"] for f in files),
+                "program": sorted(f["code_sha256"] for f in program_files),
                 "inline": sorted(inline),
-                "sources": sorted(str(s["sha256"]) for s in declared_sources),
             }
         )
     )
+    if executable.name == "java":
+        facts["jar_or_class"] = [_java_kind(Path(f["path"])) for f in program_files]
     return facts
+
+
+def _java_kind(path: Path) -> str:
+    """What a Java program file really is: "jar" (a zip holding .class entries), "class"
+    (the 0xCAFEBABE magic), or what is wrong with it."""
+    head = _head(path, 4)
+    if head == b"\xca\xfe\xba\xbe":
+        return "class"
+    if head == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                if any(n.endswith(".class") for n in archive.namelist()):
+                    return "jar"
+        except (zipfile.BadZipFile, OSError):
+            pass
+        return "a zip without class files"
+    return "neither a jar nor a class file"
 
 
 def language_problem(language: str, facts: dict[str, Any]) -> str:
@@ -176,11 +270,11 @@ def language_problem(language: str, facts: dict[str, Any]) -> str:
     if "executable" not in facts:
         return f"program {facts.get('program')!r} was not found"
     name = Path(facts["executable"]).name
-    files = [Path(f["path"]) for f in facts.get("files", [])]
+    program = [Path(f["path"]) for f in facts.get("program_files", [])]
     shebang = facts.get("shebang", "")
     if language == "python":
         if PYTHON_NAME.match(name) and (
-            facts.get("inline_code_sha256") or any(f.suffix == ".py" for f in files)
+            facts.get("inline_code_sha256") or any(f.suffix == ".py" for f in program)
         ):
             return ""
         if shebang and re.search(r"\b(python|pypy)[0-9.]*\b", shebang):
@@ -190,9 +284,14 @@ def language_problem(language: str, facts: dict[str, Any]) -> str:
             "script or -c code nor a script with a python shebang"
         )
     if language == "java":
-        if name == "java" and any(f.suffix in (".jar", ".class") for f in files):
-            return ""
-        return f"not a Java program: {name} with no .jar or class file on its command line"
+        kinds = facts.get("jar_or_class") or []
+        if name != "java" or not facts.get("elf"):
+            return f"not a Java program: {name} is not a Java launcher (an executable named java)"
+        if not kinds:
+            return "not a Java program: no .jar (-jar) or main class file (-cp) to run"
+        if not all(k in ("jar", "class") for k in kinds):
+            return f"not a Java program: its program file is {kinds[0]}"
+        return ""
     suffixes = C_SOURCES if language == "c" else CPP_SOURCES
     label = "C" if language == "c" else "C++"
     if not facts.get("elf"):

@@ -18,6 +18,8 @@ from harness.registry import probes
 class LoadgenProbe:
     name: ClassVar[str] = "inference.loadgen"
     Args: ClassVar[type[BaseModel]] = LoadgenArgs
+    # it sends the samples to the submission's SUT adapter and scores what comes back
+    reads_sut_outputs: ClassVar[bool] = True
 
     def metrics(self, args: BaseModel) -> dict[str, str]:
         assert isinstance(args, LoadgenArgs)
