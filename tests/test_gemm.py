@@ -126,7 +126,8 @@ def _evidence(
     return EvidenceReader(tmp_path)
 
 
-TERA = 10000  # 2 x 10000^3 = 2e12 operations per GEMM
+TERA = 8000  # 2 x 8000^3 = 1.024e12 operations per GEMM
+OPS = 2 * TERA**3 / 1e12  # in tera-operations: a 1 s repeat is 1.024 TFLOPS
 
 
 def _size(
@@ -152,32 +153,45 @@ def _score(
     precision: str = "fp32",
     **extra: Any,
 ) -> Any:
-    args = GemmArgs(precisions=[precision], sizes={"cpu": [256, 512]}, **extra)
+    # the task's arguments as the evidence was made with: its sizes and counts
+    record = jsonio.read(reader.path(f"{precision}.json"))
+    measured = [e for e in record["sizes"] if e["status"] == "measured"]
+    counts: dict[str, Any] = {"sizes": {"cpu": sorted({int(e["m"]) for e in record["sizes"]})}}
+    if measured:
+        chosen = [e for e in measured if "repeat_s" in e] or measured
+        counts.update(
+            warmup=len(measured[0]["warmup_s"]),
+            pilot_repeats=len(measured[0]["pilot_s"]),
+            repeats=len(chosen[0].get("repeat_s", [0] * 10)),
+        )
+    args = GemmArgs(precisions=[precision], **{**counts, **extra})
     return GemmProbe().score(reader, ScoreContext("gemm", args, 0.95, hardware))
 
 
 def test_score_picks_the_size_by_its_pilot_and_bounds_the_fresh_repeats(
     tmp_path: Path,
 ) -> None:
-    # 2e12 operations: a pilot of 1 s (2 TFLOPS) against 0.5 s (4 TFLOPS) chooses the second
-    # size; its fresh repeats take 1..5 s: 2, 1, 2/3, 1/2, 2/5 TFLOPS -> median 2/3,
-    # bounds 2/5 and 2 (the pilot's 4 TFLOPS is not the figure).
-    slow = _size(TERA, None, pilot_s=[1.0, 1.0, 1.0])
+    # 4000^3 x 2 = 0.128e12 operations in a 1 s pilot (0.128 TFLOPS) against 8000's 1.024e12
+    # in 0.5 s (2.048 TFLOPS): the second is chosen; its fresh repeats take 1..5 s: 1.024,
+    # 0.512, 0.341, 0.256, 0.205 TFLOPS -> median OPS/3, bounds OPS/5 and OPS (the pilot's
+    # 2.048 is not the figure)
+    slow = _size(4000, None, pilot_s=[1.0, 1.0, 1.0])
     fast = _size(TERA, [1.0, 2.0, 3.0, 4.0, 5.0], pilot_s=[0.5, 0.5, 0.5])
-    skipped = {"m": 1024, "n": 1024, "k": 1024, "status": "skipped", "reason": "budget"}
+    skipped = {"m": 9984, "n": 9984, "k": 9984, "status": "skipped", "reason": "budget"}
     result = _score(_evidence(tmp_path, [slow, fast, skipped]))
     m = {x.id: x for x in result.measurements}["fp32.throughput"]
-    assert m.value == pytest.approx(2 / 3)
+    assert m.value == pytest.approx(OPS / 3)
     assert m.ci is not None
-    assert (m.ci.low, m.ci.high) == (pytest.approx(0.4), pytest.approx(2.0))
-    assert m.details["median_by_size"]["1024"] == "budget"
+    assert (m.ci.low, m.ci.high) == (pytest.approx(OPS / 5), pytest.approx(OPS))
+    assert m.details["median_by_size"]["9984"] == "budget"
+    assert m.details["median_by_size"]["4000"] == pytest.approx(0.128)
     assert "pilot" in m.method and "fresh" in m.ci.method
 
 
 def test_repeats_of_a_size_the_pilot_did_not_choose_are_refused(tmp_path: Path) -> None:
-    chosen = _size(TERA, None, pilot_s=[0.5, 0.5, 0.5])
-    other = _size(TERA, [0.1] * 5, pilot_s=[1.0, 1.0, 1.0])
-    result = _score(_evidence(tmp_path, [other, chosen]))
+    chosen = _size(4000, None, pilot_s=[0.01, 0.01, 0.01])  # 12.8 TFLOPS in the pilot
+    other = _size(TERA, [0.1] * 3, pilot_s=[1.0, 1.0, 1.0])
+    result = _score(_evidence(tmp_path, [chosen, other]))
     assert "fp32.throughput" not in {x.id for x in result.measurements}
     reasons = {u.id: u.reason for u in result.unmeasured}
     assert "pilot chose" in reasons["fp32.throughput"]
@@ -186,9 +200,9 @@ def test_repeats_of_a_size_the_pilot_did_not_choose_are_refused(tmp_path: Path) 
 def test_score_of_one_size_gives_order_statistic_bounds(tmp_path: Path) -> None:
     result = _score(_evidence(tmp_path, [_size(TERA, [1.0, 2.0, 3.0, 4.0, 5.0])]))
     m = {x.id: x for x in result.measurements}["fp32.throughput"]
-    assert m.value == pytest.approx(2 / 3)
+    assert m.value == pytest.approx(OPS / 3)
     assert m.ci is not None
-    assert (m.ci.low, m.ci.high) == (pytest.approx(0.4), pytest.approx(2.0))
+    assert (m.ci.low, m.ci.high) == (pytest.approx(OPS / 5), pytest.approx(OPS))
     assert (m.n, m.repeats, m.unit) == (5, 5, "TFLOPS")
 
 
@@ -230,12 +244,12 @@ def test_selection_bias_simulation() -> None:
         best = max(range(sizes), key=lambda i: float(np.median(rates[i])))
         low = median_bounds(list(rates[best]), 0.95).low
         old_miss += low is not None and low > 1.0
-        # the probe's rule, on evidence: 2e12 operations per GEMM, seconds = 2 / rate
+        # the probe's rule, on evidence: OPS tera-operations per GEMM, seconds = OPS / rate
         entries = [
-            _size(TERA, None, pilot_s=[2.0 / float(r) for r in pilot[i]]) for i in range(sizes)
+            _size(TERA, None, pilot_s=[OPS / float(r) for r in pilot[i]]) for i in range(sizes)
         ]
         chosen = max(range(sizes), key=lambda i: float(np.median(pilot[i])))
-        entries[chosen]["repeat_s"] = [2.0 / float(r) for r in rates[chosen]]
+        entries[chosen]["repeat_s"] = [OPS / float(r) for r in rates[chosen]]
         picked, bounds = select_and_bound(entries, 0.95)
         assert picked is entries[chosen]
         new_miss += bounds.low is not None and bounds.low / 1e12 > 1.0
@@ -254,10 +268,10 @@ def test_percent_of_peak_uses_the_system_description(tmp_path: Path) -> None:
             "peak_clock_ghz": 4.0,
         }
     )
-    # peak = 500 x 2 threads x 4 GHz = 4 TFLOPS; measured 2/3 TFLOPS -> 16.67 %
+    # peak = 500 x 2 threads x 4 GHz = 4 TFLOPS; measured OPS/3 TFLOPS
     result = _score(_evidence(tmp_path, [_size(TERA, [1.0, 2.0, 3.0, 4.0, 5.0])]), hw)
     m = {x.id: x for x in result.measurements}["fp32.percent_of_peak"]
-    assert m.value == pytest.approx(100 * (2 / 3) / 4)
+    assert m.value == pytest.approx(100 * (OPS / 3) / 4)
 
 
 def test_a_wrong_result_is_never_reported_as_throughput(tmp_path: Path) -> None:
@@ -348,3 +362,28 @@ def test_collect_then_score_on_this_cpu(tmp_path: Path) -> None:
     ids = {m.id for m in first.measurements}
     assert {"fp32.throughput", "int8.throughput", "verified_precisions"} <= ids
     assert "tf32.throughput" in {u.id for u in first.unmeasured}
+
+
+@pytest.mark.parametrize(
+    ("change", "extra", "needle"),
+    [
+        (lambda e: None, {"repeats": 10}, "5 timed repeats, the suite says 10"),  # quick as full
+        (lambda e: e.update(iters=1000), {}, "its warm-up gives 1"),
+        (lambda e: e.update(pilot_s=[1.0] * 9), {"pilot_repeats": 3}, "9 pilot repeats"),
+        (lambda e: None, {"sizes": {"cpu": [4000, TERA]}}, "not the suite's cpu sweep"),
+        (lambda e: None, {"check_size": 256}, "the check ran at [64, 64, 64]"),
+    ],
+)
+def test_evidence_that_disagrees_with_the_suite_arguments_is_not_scored(
+    tmp_path: Path, change: Any, extra: dict[str, Any], needle: str
+) -> None:
+    """A quick run's evidence re-labelled as a full run, inflated iterations, another
+    sweep: each is a figure the suite did not ask for, and none is scored."""
+    entry = _size(TERA, [1.0] * 5)
+    change(entry)
+    check = {"passed": True, "max_rel_err": 0.0, "size": [64, 64, 64]}
+    reader = _evidence(tmp_path, [entry], check=check)
+    result = _score(reader, **{"check_size": 64, **extra})
+    assert "fp32.throughput" not in {x.id for x in result.measurements}
+    reason = {u.id: u.reason for u in result.unmeasured}["fp32.throughput"]
+    assert "does not match the suite's arguments" in reason and needle in reason, reason

@@ -91,7 +91,9 @@ def test_percent_of_peak_names_the_description_and_the_clock(tmp_path: Path) -> 
             {"status": "measured", "device": "cpu", "accumulation": "", "check": check,
              "sizes": [entry]},
         )  # fmt: skip
-    args = GemmArgs(precisions=["fp32", "fp16"], sizes={"cpu": [1024]})
+    args = GemmArgs(
+        precisions=["fp32", "fp16"], sizes={"cpu": [1024]}, warmup=1, pilot_repeats=1, repeats=5
+    )
     result = GemmProbe().score(EvidenceReader(tmp_path), ScoreContext("g", args, 0.95, description))
     peak = {m.id: m for m in result.measurements}["fp32.percent_of_peak"]
     # 0.1 TFLOPS of 32 x 2 cores x 3.7 GHz = 0.2368 TFLOPS

@@ -195,6 +195,50 @@ class PtdSpec(_Spec):
         return fixed, dict(result.info)
 
 
+@specs.register("visa")
+class VisaSpec(_Spec):
+    """A power analyzer through VISA/SCPI (pyvisa; backend "@py" is pure Python, "@sim" or
+    "FILE.yaml@sim" the pyvisa-sim simulator). The queries are the analyzer's own: e.g. a
+    Yokogawa WT (setup `:NUMERIC:FORMAT ASCII`, `:NUMERIC:NORMAL:ITEM1 P,1`; power query
+    `:NUMERIC:NORMAL:VALUE? 1`), a Keysight or R&S meter (`MEAS:POW?`)."""
+
+    kind: ClassVar[str] = "visa"
+    name: str = "wall-visa"
+    resource: str = Field(min_length=1)  # e.g. TCPIP::10.0.0.5::INSTR, TCPIP::h::5025::SOCKET
+    backend: str = "@py"
+    sample_period_s: float = Field(default=0.5, gt=0)
+    power_query: str = Field(default="MEAS:POW?", min_length=1)
+    voltage_query: str | None = None
+    current_query: str | None = None
+    setup: list[str] = Field(default_factory=list)
+    timeout_ms: int = Field(default=2000, ge=1)
+    read_termination: str = "\n"
+    write_termination: str = "\n"
+    uncertainty: Uncertainty = Field(default_factory=Uncertainty)
+
+    def unavailable_reason(self) -> str | None:
+        return self.build().unavailable_reason()
+
+    def build(self) -> Instrument:
+        from harness.instruments.visa import VisaMeter
+
+        return VisaMeter(
+            self.name,
+            self.resource,
+            self.backend,
+            self.sample_period_s,
+            self.power_query,
+            self.voltage_query,
+            self.current_query,
+            self.setup,
+            self.timeout_ms,
+            self.uncertainty.relative,
+            self.uncertainty.absolute_w,
+            self.read_termination,
+            self.write_termination,
+        )
+
+
 def parse(
     raw: list[InstrumentSpec],
     source: str | Path,

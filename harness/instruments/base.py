@@ -8,7 +8,7 @@ probe's timed window alone, so `audit` reproduces it.
 Record format (every instrument):
     {
       "name": "nvml-gpu0",             # unique within the run
-      "kind": "nvml" | "rapl" | "ptdaemon" | "meter-log",
+      "kind": "nvml" | "rapl" | "ptdaemon" | "meter-log" | "visa",
       "domain": "gpu-board" | "cpu-package" | "dram" | "wall",
       "partial_domain": bool,          # True when it sees only part of the system (NVML, RAPL)
       "sample_period_s": float,        # the rate it promised to sample at

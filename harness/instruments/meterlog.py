@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import math
 import statistics
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -23,6 +24,8 @@ from harness.instruments.base import clock_mapping
 from harness.power import parse_utc
 
 HEADER = ["timestamp", "watts"]
+# how long the harness waits, after the window, for a live log to reach the window's end
+LAG_WAIT_S = 3.0
 MARGIN_S = 10.0  # rows kept beyond the instrument's enter/exit, for interpolation at the edges
 
 
@@ -119,6 +122,30 @@ class MeterLog:
         tb: TracebackType | None,
     ) -> None:
         self._exit_clock = clock_mapping()
+        self._wait_for_the_window_end()
+
+    def _wait_for_the_window_end(self) -> None:
+        """A live meter writes its samples a little after it takes them: wait (a few sample
+        periods at most) until the log holds a row at or after the window's end on the
+        meter's clock, so the window's last samples are not missed."""
+        assert self._exit_clock is not None
+        end = parse_utc(self._exit_clock["utc"]) + timedelta(seconds=self.clock_offset_s)
+        deadline = time.monotonic() + LAG_WAIT_S
+        while time.monotonic() < deadline:
+            try:
+                rows = read_log(self.path)
+            except Exception:  # a log being rewritten: try again
+                rows = []
+            if rows and parse_utc(rows[-1][0]) >= end:
+                return
+            start = (
+                parse_utc(self._clock["utc"]) + timedelta(seconds=self.clock_offset_s)
+                if self._clock
+                else end
+            )
+            if rows and parse_utc(rows[-1][0]) < start:
+                return  # nothing written since the window began: not a live log
+            time.sleep(0.05)
 
     def record(self) -> dict[str, Any]:
         assert self._clock is not None and self._exit_clock is not None, (

@@ -417,6 +417,12 @@ class GemmProbe:
                 verified[precision] = f"not run: {reason}"
                 not_measured(precision, reason)
                 continue
+            mismatch = evidence_mismatch(record, args, device)
+            if mismatch:
+                reason = f"the evidence does not match the suite's arguments: {mismatch}"
+                verified[precision] = reason
+                not_measured(precision, reason)
+                continue
             failed = check_failure(precision, record["check"])
             if failed:
                 verified[precision] = failed
@@ -621,6 +627,46 @@ def _check(precision: str, args: GemmArgs, device: str, seed: int) -> dict[str, 
         "tolerance": tol,
         "passed": finite and rel <= tol,
     }
+
+
+def evidence_mismatch(record: dict[str, Any], args: GemmArgs, device: dict[str, Any]) -> str:
+    """What in a precision's evidence disagrees with the task's arguments ("" when nothing
+    does): the sizes swept, the counts of warm-ups, pilot and timed repeats, the iterations
+    per repeat (re-derived from the last warm-up), the check's size. Evidence of a quick run
+    relabelled as a full one, or of another suite, fails here."""
+    kind: Literal["cpu", "cuda"] = (
+        "cuda" if str(device.get("device", "")).startswith("cuda") else "cpu"
+    )
+    if str(record.get("device", device.get("device"))) != str(device.get("device")):
+        return f"the record's device {record.get('device')} is not device.json's"
+    want = sorted(args.sizes.get(kind) or [])
+    entries = record.get("sizes") or []
+    swept = [int(e["m"]) for e in entries]
+    if swept != want[: len(swept)] or (
+        len(swept) < len(want) and entries[-1:] and entries[-1].get("status") != "skipped"
+    ):
+        return f"sizes {swept} are not the suite's {kind} sweep {want}"
+    for e in entries:
+        if not (int(e["m"]) == int(e["n"]) == int(e["k"])):
+            return f"size {e['m']} is not square"
+        if e.get("status") != "measured":
+            continue
+        if len(e["warmup_s"]) != args.warmup or len(e["pilot_s"]) != args.pilot_repeats:
+            return (
+                f"size {e['m']}: {len(e['warmup_s'])} warm-ups and {len(e['pilot_s'])} pilot "
+                f"repeats, the suite says {args.warmup} and {args.pilot_repeats}"
+            )
+        iters = max(1, math.ceil(args.min_repeat_s / max(float(e["warmup_s"][-1]), 1e-9)))
+        if int(e["iters"]) != iters:
+            return f"size {e['m']}: {e['iters']} iterations per repeat; its warm-up gives {iters}"
+        if "repeat_s" in e and len(e["repeat_s"]) != args.repeats:
+            return (
+                f"size {e['m']}: {len(e['repeat_s'])} timed repeats, the suite says {args.repeats}"
+            )
+    size = (record.get("check") or {}).get("size")
+    if size is not None and [int(x) for x in size] != [args.check_size] * 3:
+        return f"the check ran at {size}, the suite says {args.check_size}"
+    return ""
 
 
 def check_failure(precision: str, check: dict[str, Any]) -> str:

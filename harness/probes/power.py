@@ -280,14 +280,25 @@ class PowerProbe:
 
 def _ops_problem(window_record: dict[str, Any], device: str, args: PowerArgs) -> str:
     """Why the window's operation count cannot be relied on ("" when it can): the recorded
-    size must be the suite's load size for the device, and the recorded operations per
-    iteration 2mnk of it."""
+    size must be the suite's load size for the device, the recorded operations per
+    iteration 2mnk of it, and the load and idle windows as long as the suite says (a quick
+    run's window re-labelled as a full run's is not)."""
     kind: Literal["cpu", "cuda"] = "cuda" if device.startswith("cuda") else "cpu"
     size = [int(x) for x in window_record["size"]]
     want = args.size.get(kind)
     problems = []
     if want is None or size != [want, want, want]:
         problems.append(f"window.json's size {size} is not the suite's {kind} load size {want}")
+    load = window_record["load"][1] - window_record["load"][0]
+    idle = window_record["idle"][1] - window_record["idle"][0]
+    per_iteration = load / max(1, int(window_record["iterations"]))
+    # the load runs until its deadline, then finishes the GEMM in flight
+    if not args.duration_s - 0.05 <= load <= args.duration_s + 2 * per_iteration + 1.0:
+        problems.append(
+            f"the load window lasted {load:.3f} s; the suite says {args.duration_s:g} s"
+        )
+    if abs(idle - args.idle_s) > 1.0 + 0.1 * args.idle_s:
+        problems.append(f"the idle window lasted {idle:.3f} s; the suite says {args.idle_s:g} s")
     m, n, k = size
     if int(window_record["ops_per_iter"]) != 2 * m * n * k:
         problems.append(
