@@ -45,7 +45,6 @@ from harness.loading import load_model
 from harness.models import PREDICATE_TYPE, LabInstruments, TaskOutcome
 from harness.probes.base import CollectContext
 
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 REPORTS_DIR = Path("reports")
 
 
@@ -359,7 +358,7 @@ def build_statement(p: Plan, evidence_dir: Path, evaluation: Evaluation) -> dict
         **evaluation.as_json(),
     }
     return {
-        "_type": STATEMENT_TYPE,
+        "_type": signing.STATEMENT_TYPE,
         "subject": [
             {"name": name, "digest": {"sha256": digest}}
             for name, digest in digest_tree(evidence_dir)

@@ -15,6 +15,7 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from harness.errors import BadInput, VerificationFailed
+from harness.models import PREDICATE_TYPE
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 DRY_RUN_KEY_NAME = "dry-run"
@@ -118,6 +119,9 @@ def sign(statement: dict[str, Any], key: SigningKey) -> dict[str, Any]:
     return envelope.to_dict()
 
 
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+
+
 def open_envelope(data: dict[str, Any], source: str) -> Envelope:
     try:
         envelope = Envelope.from_dict(data)
@@ -147,4 +151,15 @@ def statement_of(envelope: Envelope, source: str) -> dict[str, Any]:
         raise VerificationFailed(f"{source}: payload is not JSON") from None
     if not isinstance(statement, dict):
         raise VerificationFailed(f"{source}: payload is not an in-toto Statement")
+    if statement.get("_type") != STATEMENT_TYPE:
+        raise VerificationFailed(
+            f"{source}: _type is {statement.get('_type')!r}, not {STATEMENT_TYPE}"
+        )
+    if statement.get("predicateType") != PREDICATE_TYPE:
+        raise VerificationFailed(
+            f"{source}: predicateType is {statement.get('predicateType')!r}, not {PREDICATE_TYPE}"
+        )
+    extra = sorted(set(statement) - {"_type", "subject", "predicateType", "predicate"})
+    if extra:
+        raise VerificationFailed(f"{source}: the statement has unknown fields {extra}")
     return statement

@@ -169,6 +169,7 @@ def forge(
     *,
     resubject: bool = True,
     resign: bool = True,
+    edit_statement: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
     """What a forger with the harness's own tools can do to a run directory: take the signed
     statement, list the evidence as it is now (`resubject`), let `edit` change the predicate,
@@ -190,6 +191,8 @@ def forge(
         ]
     if edit is not None:
         edit(statement["predicate"])
+    if edit_statement is not None:
+        edit_statement(statement)
     if resign:
         key = signing.SigningKey(Ed25519PrivateKey.generate(), run_dir / "forger.key", False)
         statement["predicate"]["signer"] = {

@@ -321,3 +321,19 @@ def test_an_added_predicate_section_is_caught(run_copy: Path) -> None:
     forge(run_copy, _set("endorsed_by", "the agency"))
     lines = assert_mismatch(audit(run_copy))
     assert any(line.startswith("endorsed_by:") for line in lines), lines
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda st: st.update(official=True),
+        lambda st: st.update(_type="https://example.org/Other/v1"),
+        lambda st: st.update(predicateType="https://example.org/evil"),
+    ],
+    ids=["extra-field", "type", "predicate-type"],
+)
+def test_a_re_signed_statement_of_another_shape_fails_verify(run_copy: Path, edit: Any) -> None:
+    forge(run_copy, edit_statement=edit)
+    result = run_cli("verify", run_copy)
+    assert result.code == 1, result.stdout + result.stderr
+    assert "report.dsse.json" in result.stderr

@@ -406,3 +406,29 @@ def test_a_copied_echo_a_printing_utility_or_a_reused_program_fills_no_role(
     assert "prints what it is given" in failing["npu date-driver"]
     assert "the same program as Python" in failing["Python NPU driver"]
     assert got["working"] == ["Python"] and got["roles"] == 1
+
+
+def test_a_binding_record_added_to_the_evidence_is_refused(tmp_path: Path) -> None:
+    """The python self-check's record copied as c.json and listed: scoring refuses the
+    evidence rather than count it (bindings.json declares python only)."""
+    import json
+
+    root = tmp_path / "run"
+    _measure(BindingsProbe(), REFERENCE, root, "working_bindings")
+    index = json.loads((root / "bindings.json").read_text())
+    record = json.loads((root / "bindings/python.json").read_text())
+    (root / "bindings/c.json").write_text(json.dumps({**record, "language": "c"}))
+    index["languages"].append("c")
+    (root / "bindings.json").write_text(json.dumps(index))
+    args = BindingsProbe.Args.model_validate(REFERENCE)
+    with pytest.raises(ValueError, match="declares"):
+        BindingsProbe().score(EvidenceReader(root), ScoreContext("t", args, 0.95, None))
+    # and an edited identity does not survive re-derivation
+    index["languages"].remove("c")
+    (root / "bindings.json").write_text(json.dumps(index))
+    record["program"]["identity"] = "0" * 64
+    (root / "bindings/python.json").write_text(json.dumps(record))
+    m = BindingsProbe().score(EvidenceReader(root), ScoreContext("t", args, 0.95, None))
+    assert (
+        "identity is not the one its digests give" in m.measurements[0].details["python"]["status"]
+    )

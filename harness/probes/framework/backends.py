@@ -125,11 +125,28 @@ class BackendsProbe:
         assert isinstance(args, BackendsArgs)
         reference = _reference_outputs(evidence)
         index = evidence.read_json("backends.json")
+        declared = {b["name"]: b for b in index.get("declared") or []}
+        if sorted(index["names"]) != sorted(declared):
+            raise ValueError(
+                f"backends.json lists {index['names']} but declares {sorted(declared)}"
+            )
         details: dict[str, Any] = {}
         working = 0
         seen: dict[str, str] = {}  # program identity or output digest -> first backend
         for name in index["names"]:
             record = evidence.read_json(f"backends/{name}.json")
+            spec = declared[name]
+            if record.get("kind") != ("command" if spec.get("command") else "provider") or (
+                record["kind"] == "provider"
+                and (
+                    record.get("provider") != spec.get("provider")
+                    or (
+                        record.get("status") == "ran"
+                        and spec.get("provider") not in index.get("available_providers", [])
+                    )
+                )
+            ):
+                raise ValueError(f"backends/{name}.json is not the backend backends.json declares")
             if record["kind"] == "command":
                 ok, reason, detail = _judge_command(evidence, record, reference, args.tolerance)
                 if ok and record.get("output") != "values":

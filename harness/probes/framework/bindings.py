@@ -95,6 +95,14 @@ class BindingsProbe:
         reference = _reference_outputs(evidence)
         index = evidence.read_json("bindings.json")
         languages = index["languages"]
+        declared = index.get("declared") or {}
+        if sorted(languages) != sorted(declared) or (
+            index.get("source") == HARNESS_SELF_CHECK and languages != ["python"]
+        ):
+            raise ValueError(
+                f"bindings.json lists {languages} but declares {sorted(declared)} "
+                f"(source: {index.get('source')})"
+            )
         details: dict[str, Any] = {}
         working = 0
         seen: dict[str, str] = {}  # program identity -> the language it first counted for

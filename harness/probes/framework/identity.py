@@ -189,6 +189,21 @@ def _program_files(
     return found, inline
 
 
+def identity_of(facts: dict[str, Any]) -> str:
+    """The program's identity from its recorded digests (scoring recomputes it)."""
+    return _sha256_text(
+        json.dumps(
+            {
+                "executable": facts.get("executable_sha256"),
+                "program": sorted(
+                    str(f.get("code_sha256")) for f in facts.get("program_files", [])
+                ),
+                "inline": sorted(facts.get("inline_code_sha256", [])),
+            }
+        )
+    )
+
+
 def program_facts(
     declared_argv: list[str],
     argv: list[str],
@@ -234,15 +249,7 @@ def program_facts(
         inline_code_sha256=inline,
         sources=declared_sources,
     )
-    facts["identity"] = _sha256_text(
-        json.dumps(
-            {
-                "executable": facts["executable_sha256"],
-                "program": sorted(f["code_sha256"] for f in program_files),
-                "inline": sorted(inline),
-            }
-        )
-    )
+    facts["identity"] = identity_of(facts)
     if executable.name == "java":
         facts["jar_or_class"] = [_java_kind(Path(f["path"])) for f in program_files]
     return facts
@@ -269,6 +276,8 @@ def language_problem(language: str, facts: dict[str, Any]) -> str:
     """Why the program recorded in `facts` is not a `language` program ("" when it is)."""
     if "executable" not in facts:
         return f"program {facts.get('program')!r} was not found"
+    if facts.get("identity") != identity_of(facts):
+        return "the recorded program identity is not the one its digests give"
     name = Path(facts["executable"]).name
     program = [Path(f["path"]) for f in facts.get("program_files", [])]
     shebang = facts.get("shebang", "")
