@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 from harness.evidence import EvidenceReader, EvidenceWriter
-from harness.models import SutSpec
 from harness.probes.base import CollectContext, ScoreContext
 from harness.probes.gemm import GemmArgs, GemmProbe, ops_unit
+from harness.schema import SutSpec
 from harness.units import convert
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.int8}

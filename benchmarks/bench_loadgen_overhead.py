@@ -29,9 +29,9 @@ import mlperf_loadgen as lg
 import numpy as np
 
 from harness.evidence import EvidenceReader, EvidenceWriter
-from harness.models import SutSpec
 from harness.probes.base import CollectContext, ScoreContext
 from harness.probes.loadgen import LoadgenArgs, LoadgenProbe
+from harness.schema import SutSpec
 
 
 def _samples_per_second(detail: Path) -> float:

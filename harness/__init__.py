@@ -1,7 +1,7 @@
 """harness: a third-party evaluation harness that runs real measurements and signs reports."""
 
 from harness.errors import BadInput, HarnessError, SutFailure, VerificationFailed
-from harness.models import Measurement, Submission, Suite, Verdict
+from harness.schema import Measurement, Submission, Suite, Verdict
 
 __version__ = "0.1.0"
 

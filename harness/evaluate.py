@@ -26,14 +26,14 @@ from harness.header import (
 )
 from harness.judge import judge
 from harness.loading import bad_input_from
-from harness.models import (
+from harness.probes.base import ScoreContext
+from harness.schema import (
     HardwareDescription,
     Measurement,
     TaskOutcome,
     Unmeasured,
     Verdict,
 )
-from harness.probes.base import ScoreContext
 from harness.submissions import LOCAL_DEFAULT
 from harness.units import UNITS
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.loading import load_model
-from harness.models import HardwareDescription
+from harness.schema import HardwareDescription
 
 HARDWARE_DIR = Path(__file__).resolve().parent.parent / "hardware"
 

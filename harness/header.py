@@ -18,7 +18,7 @@ from harness.errors import BadInput
 from harness.evidence import EvidenceReader, sha256_file
 from harness.hardware import load as load_hardware
 from harness.loading import load_model, read_yaml
-from harness.models import Submission, SutSpec
+from harness.schema import Submission, SutSpec
 from harness.submissions import LOCAL_DEFAULT
 
 SUITE_FILE = "suite.yaml"

@@ -10,7 +10,7 @@ import operator
 from collections.abc import Callable
 from typing import Literal
 
-from harness.models import (
+from harness.schema import (
     Declared,
     Indicator,
     Interval,

@@ -42,8 +42,8 @@ from harness.header import (
     SUITE_FILE,
 )
 from harness.loading import load_model
-from harness.models import PREDICATE_TYPE, LabInstruments, TaskOutcome
 from harness.probes.base import CollectContext
+from harness.schema import PREDICATE_TYPE, LabInstruments, TaskOutcome
 
 REPORTS_DIR = Path("reports")
 

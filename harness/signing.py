@@ -15,7 +15,7 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from harness.errors import BadInput, VerificationFailed
-from harness.models import PREDICATE_TYPE
+from harness.schema import PREDICATE_TYPE
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 DRY_RUN_KEY_NAME = "dry-run"

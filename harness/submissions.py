@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from harness import instruments, registry
 from harness.errors import BadInput
 from harness.loading import bad_input_from, load_model
-from harness.models import Submission, Suite, SutSpec
+from harness.schema import Submission, Suite, SutSpec
 
 LOCAL_DEFAULT = Submission(
     applicant="(local dry run)",

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 from harness import registry
 from harness.errors import BadInput
 from harness.loading import bad_input_from, load_model
-from harness.models import Suite
+from harness.schema import Suite
 from harness.units import compatible
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"

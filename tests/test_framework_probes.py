@@ -19,7 +19,6 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from harness.evidence import EvidenceReader, EvidenceWriter
-from harness.models import Measurement, SutSpec
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.probes.framework import (
     BackendsArgs,
@@ -28,13 +27,12 @@ from harness.probes.framework import (
     BindingsProbe,
     PrecisionsArgs,
     PrecisionsProbe,
-)
-from harness.probes.framework_support import (
     ReferenceArgs,
     int4_rewrite,
     load_reference,
     make_variant,
 )
+from harness.schema import Measurement, SutSpec
 from harness.suites import load as load_suite
 from harness.suites import resolve
 
@@ -335,7 +333,7 @@ def test_the_default_is_the_harness_python_check(tmp_path: Path) -> None:
 
 
 def test_broken_bindings_fail_with_their_reasons(tmp_path: Path) -> None:
-    from harness.probes.framework_support import HARNESS_PYTHON_BINDING
+    from harness.probes.framework import HARNESS_PYTHON_BINDING
 
     bindings = {
         "python": {"argv": _py(HARNESS_PYTHON_BINDING)},
@@ -400,7 +398,7 @@ def test_default_backends_are_the_available_providers(tmp_path: Path) -> None:
 
 
 def test_declared_backends(tmp_path: Path) -> None:
-    from harness.probes.framework_support import HARNESS_PYTHON_BINDING
+    from harness.probes.framework import HARNESS_PYTHON_BINDING
 
     backends = [
         {"name": "cpu", "provider": "CPUExecutionProvider", "chip": "host CPU"},

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from harness.probes.framework_support import ReferenceArgs, load_reference
+from harness.probes.framework import ReferenceArgs, load_reference
 
 SUITE = "d04-inference-framework"
 

@@ -12,7 +12,6 @@ import torch
 
 from harness import jsonio
 from harness.evidence import EvidenceReader
-from harness.models import HardwareDescription
 from harness.probes.base import ScoreContext
 from harness.probes.gemm import (
     TOLERANCE,
@@ -23,6 +22,7 @@ from harness.probes.gemm import (
     make_kernel,
     unsupported_reason,
 )
+from harness.schema import HardwareDescription
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -336,8 +336,8 @@ def test_int4_is_weight_only_and_counts_only_where_the_suite_says(
 def test_collect_then_score_on_this_cpu(tmp_path: Path) -> None:
     """A real, tiny sweep: every size lands in the evidence and scores to a figure."""
     from harness.evidence import EvidenceWriter
-    from harness.models import SutSpec
     from harness.probes.base import CollectContext
+    from harness.schema import SutSpec
 
     args = GemmArgs(
         precisions=["fp32", "tf32", "int8"],

@@ -6,7 +6,7 @@ import operator
 from typing import Any
 
 from harness.judge import judge
-from harness.models import Declared, Indicator, Interval, Measurement, Unmeasured
+from harness.schema import Declared, Indicator, Interval, Measurement, Unmeasured
 
 
 def _indicator(op: str = ">=", target: float = 32.0, pending: str | None = None) -> Indicator:
@@ -185,7 +185,7 @@ def test_a_too_wide_accuracy_bound_says_how_many_samples() -> None:
 
     import numpy as np
 
-    from harness.probes.accuracy import accuracy_percent
+    from harness.scoring.accuracy import accuracy_percent
 
     # 38 of 40 right: 95 %, the 95% lower bound about 85.1 % misses >= 90 %
     m = accuracy_percent("t.acc", 38, 40, 0.95, "m", {})
@@ -197,7 +197,7 @@ def test_a_too_wide_accuracy_bound_says_how_many_samples() -> None:
     _enough_and_not_much_more(int(found.group(1)), 0.95, "lower", operator.ge, 90.0)
 
     # a drop of 3 lost, 0 gained in 40 (7.5 pp) against <= 10 pp: the upper bound ~18 pp
-    from harness.probes.accuracy import paired_drop_pp
+    from harness.scoring.accuracy import paired_drop_pp
 
     ref = np.ones(40, dtype=bool)
     got = ref.copy()
@@ -212,7 +212,7 @@ def test_a_too_wide_accuracy_bound_says_how_many_samples() -> None:
 def test_when_more_samples_cannot_decide_it_says_so() -> None:
     import numpy as np
 
-    from harness.probes.accuracy import paired_drop_pp
+    from harness.scoring.accuracy import paired_drop_pp
 
     # 6 lost and 4 gained in 40: the drop is 5 pp, but the bound rests on the 15 % lost,
     # which no number of samples brings under 10 pp

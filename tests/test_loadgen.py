@@ -18,7 +18,6 @@ from harness.adapters.protocol import Sample, SampleOutput
 from harness.errors import BadInput, SutFailure
 from harness.evidence import EvidenceReader, EvidenceWriter
 from harness.judge import judge
-from harness.models import Indicator, Measurement, SutSpec, Unmeasured
 from harness.probes.base import CollectContext, ScoreContext
 from harness.probes.loadgen import (
     LoadgenArgs,
@@ -27,6 +26,7 @@ from harness.probes.loadgen import (
     open_session,
     outputs_match,
 )
+from harness.schema import Indicator, Measurement, SutSpec, Unmeasured
 
 ADAPTER = "test-loadgen"
 

@@ -19,7 +19,6 @@ from scipy.stats import binomtest
 from harness import jsonio
 from harness.errors import BadInput
 from harness.evidence import EvidenceReader, EvidenceWriter, sha256_file
-from harness.models import Measurement, SutSpec, Unmeasured
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.probes.loadgen import (
     LABELS_FILE,
@@ -29,6 +28,7 @@ from harness.probes.loadgen import (
     decode_output,
     encode_output,
 )
+from harness.schema import Measurement, SutSpec, Unmeasured
 
 CLASSES = 5
 FEATURES = 16

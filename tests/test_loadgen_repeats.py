@@ -20,10 +20,10 @@ from harness.adapters import precomputed
 from harness.adapters.protocol import Sample
 from harness.evidence import EvidenceReader, EvidenceWriter
 from harness.judge import judge
-from harness.models import Indicator, Measurement, SutSpec, Unmeasured
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.probes.loadgen import Driver, LoadgenArgs, LoadgenProbe, NullSession, RunStats
 from harness.probes.loadgen.settings import make_plan
+from harness.schema import Indicator, Measurement, SutSpec, Unmeasured
 
 pytestmark = pytest.mark.usefixtures("no_gc_pauses")
 

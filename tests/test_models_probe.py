@@ -17,7 +17,6 @@ from pydantic import ValidationError
 
 from harness import jsonio, refmodels, suites
 from harness.evidence import EvidenceReader, EvidenceWriter
-from harness.models import SutSpec
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.probes.models import (
     DEFAULT_TOLERANCES,
@@ -30,6 +29,7 @@ from harness.probes.models import (
     reference_inputs,
     seeds,
 )
+from harness.schema import SutSpec
 
 SEED = 3
 TINY: dict[str, Any] = {

@@ -12,9 +12,10 @@ import jiwer
 import pytest
 
 from harness.evidence import EvidenceReader, EvidenceWriter
-from harness.models import Measurement, SutSpec
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
-from harness.probes.ocr import OcrArgs, OcrProbe, character_error_rate, levenshtein
+from harness.probes.ocr import OcrArgs, OcrProbe
+from harness.schema import Measurement, SutSpec
+from harness.scoring.text import character_error_rate, levenshtein
 
 LINES = 12
 

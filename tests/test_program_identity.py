@@ -16,15 +16,16 @@ import pytest
 from onnx import numpy_helper
 
 from harness.evidence import EvidenceReader, EvidenceWriter
-from harness.models import HardwareDescription, Measurement, SutSpec
 from harness.probes.base import CollectContext, ScoreContext
-from harness.probes.framework import BackendsProbe, BindingsProbe
-from harness.probes.framework_support import (
+from harness.probes.framework import (
     HARNESS_PYTHON_BINDING,
+    BackendsProbe,
+    BindingsProbe,
     ReferenceArgs,
     load_reference,
 )
 from harness.probes.toolchain import ToolchainArgs, ToolchainProbe
+from harness.schema import HardwareDescription, Measurement, SutSpec
 
 SEED = 0
 REFERENCE = {"epochs": 15, "inputs": 8}

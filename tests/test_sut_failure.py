@@ -12,9 +12,9 @@ from pydantic import BaseModel, ConfigDict
 
 from harness.errors import SutFailure
 from harness.evidence import EvidenceReader
-from harness.models import Measurement
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.registry import probes
+from harness.schema import Measurement
 
 
 class _NoArgs(BaseModel):

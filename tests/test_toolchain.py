@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 from harness.evidence import EvidenceReader, EvidenceWriter
-from harness.models import HardwareDescription, SutSpec
 from harness.probes.base import CollectContext, ScoreContext
 from harness.probes.toolchain import ToolchainArgs, ToolchainProbe
+from harness.schema import HardwareDescription, SutSpec
 
 
 def _hardware(toolchain: list[object]) -> HardwareDescription:

@@ -8,7 +8,7 @@ SUT, owns the clock. See `harness.adapters.protocol`.
 from harness import registry
 from harness.adapters.local import LocalAdapter
 from harness.adapters.protocol import Sample, SampleOutput, SutSession
-from harness.models import SutSpec
+from harness.schema import SutSpec
 
 
 def precomputed(sut: SutSpec) -> bool:

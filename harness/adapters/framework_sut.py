@@ -16,7 +16,7 @@
 The D04 probes (`framework.precisions`, `framework.bindings`, `framework.backends`) take
 `model`/`data`/`calibration`, `bindings` and `backends` from here in place of their suite
 args (what is left out here comes from the suite, then from the probes' defaults). A
-command's contract is `harness.probes.framework.commands.CommandSpec`; a submitted command
+command's contract is `harness.contracts.framework.CommandSpec`; a submitted command
 runs in the submission's folder (a relative `cwd` starts there), so `argv[0]` is either a
 program on PATH or a path from that folder. The adapter answers no samples (no `open`):
 the D04 probes drive what it declares.
@@ -33,15 +33,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from harness.adapters._support import one_line, require_file, resolve_path, source_label
 from harness.adapters.local import LocalAdapter, device_form
-from harness.errors import BadInput
-from harness.probes.framework.commands import BackendSpec, CommandSpec, Language, unique_backends
-from harness.probes.framework.reference import (
+from harness.contracts.framework import (
+    BackendSpec,
+    CommandSpec,
+    Language,
     ReferenceArgs,
     ReferenceFileError,
     check_reference_files,
     npz_suffix,
     onnx_suffix,
+    unique_backends,
 )
+from harness.errors import BadInput
 from harness.registry import adapters
 
 NAME = "framework"

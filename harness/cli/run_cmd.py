@@ -13,8 +13,8 @@ from rich.table import Table
 
 from harness import environment
 from harness.errors import EXIT_SUT_FAILURE, BadInput
-from harness.models import Verdict
 from harness.run import RunRequest, execute, plan
+from harness.schema import Verdict
 
 STATUS_STYLE = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow", "NOT_MEASURED": "dim"}
 

@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from harness.errors import BadInput
 from harness.instruments.base import Instrument
 from harness.loading import bad_input_from
-from harness.models import InstrumentSpec
 from harness.registry import Registry
+from harness.schema import InstrumentSpec
 
 specs: Registry[Any] = Registry("harness.instruments")
 

@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Protocol
 from pydantic import BaseModel
 
 from harness.evidence import EvidenceReader, EvidenceWriter
-from harness.models import HardwareDescription, Measurement, SutSpec, Unmeasured
+from harness.schema import HardwareDescription, Measurement, SutSpec, Unmeasured
 
 Progress = Callable[[str], None]
 

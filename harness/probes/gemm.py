@@ -27,10 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from harness.cpu_features import emulated_reason, native_instruction, read_flags
 from harness.evidence import EvidenceReader
-from harness.models import HardwareDescription, Interval, Measurement, Unmeasured
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.probes.device import is_oom, synchronizer
 from harness.registry import probes
+from harness.schema import HardwareDescription, Interval, Measurement, Unmeasured
 from harness.stats import median_bounds
 from harness.units import convert
 

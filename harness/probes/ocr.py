@@ -31,8 +31,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from harness.evidence import EvidenceReader
-from harness.models import Measurement, Unmeasured
-from harness.probes.accuracy import accuracy_percent, paired_drop_pp
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.probes.framework import (
     CPU_PROVIDER,
@@ -43,6 +41,9 @@ from harness.probes.framework import (
     sha256_bytes,
 )
 from harness.registry import probes
+from harness.schema import Measurement, Unmeasured
+from harness.scoring.accuracy import accuracy_percent, paired_drop_pp
+from harness.scoring.text import levenshtein
 
 OcrPrecision = Literal["fp32", "fp16", "int8"]
 ALL_PRECISIONS: tuple[OcrPrecision, ...] = ("fp32", "fp16", "int8")
@@ -103,29 +104,6 @@ class OcrArgs(BaseModel):
 
 
 # ------------------------------------------------------------------------ pure helpers
-
-
-def levenshtein(a: str, b: str) -> int:
-    """Edit distance (insertions, deletions, substitutions, each cost 1)."""
-    if len(a) < len(b):
-        a, b = b, a
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
-
-
-def character_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> float:
-    """Corpus CER: edit distances summed / reference characters summed."""
-    if len(references) != len(hypotheses):
-        raise ValueError("references and hypotheses differ in length")
-    chars = sum(len(r) for r in references)
-    if chars == 0:
-        raise ValueError("no reference characters")
-    return sum(levenshtein(r, h) for r, h in zip(references, hypotheses, strict=True)) / chars
 
 
 def text_lines(count: int, seed: int) -> list[str]:

@@ -22,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness import instruments as instruments_mod
 from harness.evidence import EvidenceReader
-from harness.models import Interval, Measurement, Unmeasured
 from harness.power import (
     Window,
     WindowEnergy,
@@ -35,6 +34,7 @@ from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.probes.device import synchronizer
 from harness.probes.gemm import make_kernel, ops_unit, unsupported_reason
 from harness.registry import probes
+from harness.schema import Interval, Measurement, Unmeasured
 from harness.units import convert
 
 Domain = Literal["wall", "gpu-board", "cpu-package", "dram"]

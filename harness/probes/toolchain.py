@@ -21,11 +21,11 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.evidence import EvidenceReader
-from harness.models import Measurement, ToolCheck, Unmeasured
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.probes.framework.identity import INTERPRETERS
 from harness.probes.framework.util import sha256_path
 from harness.registry import probes
+from harness.schema import Measurement, ToolCheck, Unmeasured
 
 OUTPUT_HEAD = 400  # characters of output kept per check
 VERSION = re.compile(r"\b\d+\.\d+")

@@ -28,6 +28,17 @@ one module per probe: `precisions`, `bindings`, `backends`.
 
 from __future__ import annotations
 
+from harness.contracts.framework import (
+    BackendSpec,
+    CommandSpec,
+    Language,
+    ReferenceArgs,
+    ReferenceFileError,
+    check_reference_files,
+    npz_suffix,
+    onnx_suffix,
+    unique_backends,
+)
 from harness.probes.framework.args import (
     ALL_PRECISIONS,
     DEFAULT_TOLERANCE_PP,
@@ -39,22 +50,9 @@ from harness.probes.framework.args import (
 )
 from harness.probes.framework.backends import BackendsProbe
 from harness.probes.framework.bindings import HARNESS_SELF_CHECK, BindingsProbe
-from harness.probes.framework.commands import (
-    HARNESS_PYTHON_BINDING,
-    BackendSpec,
-    CommandSpec,
-    Language,
-    unique_backends,
-)
+from harness.probes.framework.commands import HARNESS_PYTHON_BINDING
 from harness.probes.framework.precisions import PrecisionsProbe
-from harness.probes.framework.reference import (
-    ReferenceArgs,
-    ReferenceFileError,
-    check_reference_files,
-    load_reference,
-    npz_suffix,
-    onnx_suffix,
-)
+from harness.probes.framework.reference import load_reference
 from harness.probes.framework.sessions import CPU_PROVIDER, session_options
 from harness.probes.framework.submission import FRAMEWORK_ADAPTER
 from harness.probes.framework.util import MB, sha256_bytes

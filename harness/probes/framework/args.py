@@ -7,8 +7,13 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from harness.probes.framework.commands import BackendSpec, CommandSpec, Language, unique_backends
-from harness.probes.framework.reference import ReferenceArgs
+from harness.contracts.framework import (
+    BackendSpec,
+    CommandSpec,
+    Language,
+    ReferenceArgs,
+    unique_backends,
+)
 from harness.probes.framework.sessions import CPU_PROVIDER
 
 Precision = Literal["fp32", "fp16", "int8", "int4"]

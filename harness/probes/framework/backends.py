@@ -17,8 +17,8 @@ import numpy as np
 from pydantic import BaseModel
 
 from harness.adapters import framework_sut
+from harness.contracts.framework import BackendSpec
 from harness.evidence import EvidenceReader
-from harness.models import Measurement
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.probes.framework.args import BackendsArgs
 from harness.probes.framework.checks import (
@@ -29,11 +29,11 @@ from harness.probes.framework.checks import (
     _summary,
     compare_outputs,
 )
-from harness.probes.framework.commands import BackendSpec
 from harness.probes.framework.identity import program_summary
 from harness.probes.framework.sessions import input_facts, run_provider
 from harness.probes.framework.submission import _reference_note, _submitted, _with_reference
 from harness.registry import probes
+from harness.schema import Measurement
 
 
 @probes.register("framework.backends")

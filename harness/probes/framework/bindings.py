@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from harness.adapters import framework_sut
+from harness.contracts.framework import CommandSpec
 from harness.evidence import EvidenceReader
-from harness.models import Measurement
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.probes.framework.args import BindingsArgs
 from harness.probes.framework.checks import (
@@ -24,10 +24,11 @@ from harness.probes.framework.checks import (
     _run_and_store,
     _summary,
 )
-from harness.probes.framework.commands import HARNESS_PYTHON_BINDING, CommandSpec
+from harness.probes.framework.commands import HARNESS_PYTHON_BINDING
 from harness.probes.framework.identity import language_problem, program_summary
 from harness.probes.framework.submission import _reference_note, _submitted, _with_reference
 from harness.registry import probes
+from harness.schema import Measurement
 
 HARNESS_SELF_CHECK = "harness self-check (no bindings given)"
 

@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from harness.contracts.framework import CommandSpec
 from harness.evidence import EvidenceReader, EvidenceWriter
 from harness.probes.base import CollectContext
 from harness.probes.framework.args import CheckArgs
-from harness.probes.framework.commands import CommandSpec, format_inputs, parse_stdout, run_command
+from harness.probes.framework.commands import format_inputs, parse_stdout, run_command
 from harness.probes.framework.reference import load_reference
 from harness.probes.framework.sessions import CPU_PROVIDER, input_facts
 from harness.probes.framework.util import MB

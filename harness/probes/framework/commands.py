@@ -13,91 +13,20 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from harness.contracts.framework import (
+    INPUT_PLACEHOLDER,
+    MODEL_PLACEHOLDER,
+    CommandSpec,
+)
 from harness.probes.framework.identity import program_facts
 
-Language = Literal["c", "cpp", "java", "python"]
-MODEL_PLACEHOLDER = "{model}"
-INPUT_PLACEHOLDER = "{input}"
 TAIL_CHARS = 2000
 MAX_STDOUT_BYTES = 16 * 1024 * 1024
 KILL_GRACE_S = 2.0
-
-
-class CommandSpec(BaseModel):
-    """An external program that runs the reference model.
-
-    argv: no shell. Every "{model}" in an element is replaced by the absolute path of the
-    reference FP32 .onnx, every "{input}" by the absolute path of the input file ("{input}"
-    is required). The input file is UTF-8 text, one sample per line: the sample's values
-    (the model's first input without the batch dimension, flattened in C order) as
-    whitespace-separated decimal float32 numbers that round-trip exactly (`%.9g`).
-    The program must print to stdout exactly one line per input line, in order:
-    output "values": the model's first output for that sample (flattened) as
-    whitespace-separated decimal numbers; output "class": the predicted class (the index
-    of the largest value) as one integer. Other stdout lines (empty ones excepted) fail
-    the check. A non-zero exit fails it with the exit code; still running after
-    `timeout_s`, it is killed with its whole process group. The working directory is
-    `cwd` (relative to the harness's) or the harness's own; for a command a submission
-    declares (`sut: {adapter: framework}`) it is the submission's folder, or `cwd` relative
-    to it. `env` is added to the harness's environment. `sources`: for a C or C++ binding,
-    the source files (relative to the working directory) its executable was built from;
-    recorded with their digests.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    argv: list[str] = Field(min_length=1)
-    output: Literal["values", "class"] = "values"
-    timeout_s: float = Field(default=60.0, gt=0)
-    cwd: str | None = None
-    env: dict[str, str] | None = None
-    sources: list[str] | None = None
-
-    @field_validator("argv")
-    @classmethod
-    def _argv(cls, argv: list[str]) -> list[str]:
-        if not argv[0]:
-            raise ValueError("argv[0], the program, is empty")
-        if not any(INPUT_PLACEHOLDER in part for part in argv):
-            raise ValueError("argv must contain '{input}' (the path of the input file)")
-        return argv
-
-
-class BackendSpec(BaseModel):
-    """One backend: an ONNX Runtime execution provider, or a command (contract:
-    `CommandSpec`) that runs the reference model on the backend's chip."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    provider: str | None = None
-    provider_options: dict[str, Any] | None = None
-    command: CommandSpec | None = None
-    chip: str = ""  # what the backend runs on, as declared
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> BackendSpec:
-        if (self.provider is None) == (self.command is None):
-            raise ValueError(f"backend {self.name}: give exactly one of `provider` or `command`")
-        if self.provider_options and self.provider is None:
-            raise ValueError(f"backend {self.name}: provider_options need a provider")
-        return self
-
-
-def unique_backends(value: list[BackendSpec] | None) -> list[BackendSpec] | None:
-    """Validator: backend names are unique, and an execution provider is one backend."""
-    if value is None:
-        return None
-    names = [b.name for b in value]
-    providers = [b.provider for b in value if b.provider]
-    if len(set(names)) != len(names):
-        raise ValueError("backend names must be unique")
-    if len(set(providers)) != len(providers):
-        raise ValueError("an execution provider is listed twice (it is one backend)")
-    return value
 
 
 def tail(text: str, limit: int = TAIL_CHARS) -> str:

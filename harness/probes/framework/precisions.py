@@ -19,8 +19,6 @@ import numpy as np
 from pydantic import BaseModel
 
 from harness.evidence import EvidenceReader
-from harness.models import Measurement, Unmeasured
-from harness.probes.accuracy import accuracy_percent, paired_drop_pp
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.probes.framework.args import DEFAULT_TOLERANCE_PP, PrecisionsArgs
 from harness.probes.framework.reference import load_reference
@@ -35,6 +33,8 @@ from harness.probes.framework.timing import (
 from harness.probes.framework.util import MB, sha256_bytes
 from harness.probes.framework.variants import REQUIRED_OPS, graph_facts, make_variant
 from harness.registry import probes
+from harness.schema import Measurement, Unmeasured
+from harness.scoring.accuracy import accuracy_percent, paired_drop_pp
 
 
 def _precision_metrics(p: str) -> dict[str, str]:

@@ -17,63 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from harness.contracts.framework import (
+    ReferenceArgs,
+    check_reference_files,
+)
 from harness.probes.framework.sessions import run_session_once
 from harness.probes.framework.util import sha256_bytes, sha256_path
-
-
-def onnx_suffix(value: str | None) -> str | None:
-    """Validator: a model path names an .onnx file."""
-    if value is not None and not value.endswith(".onnx"):
-        raise ValueError(f"model must be an .onnx file, got {value!r}")
-    return value
-
-
-def npz_suffix(value: str | None) -> str | None:
-    """Validator: a labelled set (or calibration set) path names an .npz file."""
-    if value is not None and not value.endswith(".npz"):
-        raise ValueError(f"expected an .npz file with arrays x (and y), got {value!r}")
-    return value
-
-
-class ReferenceArgs(BaseModel):
-    """Where the reference model and its labelled set come from (shared by the D04 probes).
-
-    Without `model`, the harness trains its own: an MLP (64 -> hidden -> hidden -> 10, ReLU)
-    on scikit-learn's digits (8x8 images scaled to [0, 1]), seeded by the run's seed, with
-    a stratified train/test split; the held-out part is the labelled set. With `model`
-    (an FP32 ONNX classifier: first input float32 [batch, ...], first output [batch,
-    classes]) `data` must name an .npz holding `x` (float32, [N, ...]) and `y` (integer
-    labels, [N]): the labelled held-out set. `calibration` (an .npz with `x`) gives the
-    samples for static INT8 calibration; never the held-out set. Paths are absolute or
-    relative to the harness's working directory; they are checked when the task starts
-    (the suite's arguments are re-read by `harness audit` on machines without the files).
-    A submission's `sut: {adapter: framework}` block gives these three in place of the
-    suite's (its paths start at the submission's folder; `harness.adapters.framework_sut`).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    model: str | None = None
-    data: str | None = None
-    calibration: str | None = None
-    hidden: int = Field(default=128, ge=8, le=2048)
-    epochs: int = Field(default=30, ge=1, le=1000)
-    test_fraction: float = Field(default=0.3, gt=0.05, lt=0.9)
-
-    _onnx_suffix = field_validator("model")(onnx_suffix)
-    _npz_suffix = field_validator("data", "calibration")(npz_suffix)
-
-    @model_validator(mode="after")
-    def _model_and_data(self) -> ReferenceArgs:
-        if (self.model is None) != (self.data is None):
-            raise ValueError(
-                "give both `model` (an FP32 .onnx) and `data` (its labelled .npz), or neither "
-                "(the harness's own digits MLP)"
-            )
-        if self.calibration is not None and self.model is None:
-            raise ValueError("`calibration` goes with a submission's own `model` and `data`")
-        return self
 
 
 @dataclass
@@ -88,63 +38,6 @@ class Reference:
 
 
 _CACHE: dict[tuple[Any, ...], Reference] = {}
-
-
-class ReferenceFileError(ValueError):
-    """A reference file (`model`, `data` or `calibration`) is missing or malformed; `key`
-    names the argument, the message reads "<key>: <problem>"."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        self.key = key
-        self.problem = problem
-        super().__init__(f"{key}: {problem}")
-
-
-def check_reference_files(args: ReferenceArgs) -> None:
-    """Raise ReferenceFileError (a ValueError) naming the argument when a given file is
-    missing or malformed."""
-    if args.model is None:
-        return
-    for key in ("model", "data", "calibration"):
-        value = getattr(args, key)
-        if value is None:
-            continue
-        path = Path(value)
-        if not path.is_file():
-            raise ReferenceFileError(key, f"file not found: {path.resolve()}")
-    assert args.data is not None
-    try:
-        with np.load(args.data, allow_pickle=False) as npz:
-            missing = [k for k in ("x", "y") if k not in npz.files]
-            if missing:
-                raise ReferenceFileError(
-                    "data", f"{args.data} lacks array(s) {missing} (has {npz.files})"
-                )
-            if len(npz["x"]) != len(npz["y"]) or len(npz["y"]) == 0:
-                raise ReferenceFileError(
-                    "data", f"x has {len(npz['x'])} samples, y {len(npz['y'])} (need equal, > 0)"
-                )
-            if not np.issubdtype(npz["y"].dtype, np.integer):
-                raise ReferenceFileError(
-                    "data", f"y must hold integer labels, not {npz['y'].dtype}"
-                )
-    except ReferenceFileError:
-        raise
-    except Exception as error:  # not an .npz archive, pickled objects, a damaged file
-        raise ReferenceFileError(
-            "data", f"cannot read {args.data} as .npz: {type(error).__name__}: {error}"
-        ) from None
-    if args.calibration is not None:
-        try:
-            with np.load(args.calibration, allow_pickle=False) as npz:
-                has_x = "x" in npz.files
-        except Exception as error:
-            raise ReferenceFileError(
-                "calibration",
-                f"cannot read {args.calibration} as .npz: {type(error).__name__}: {error}",
-            ) from None
-        if not has_x:
-            raise ReferenceFileError("calibration", f"{args.calibration} lacks array x")
 
 
 def load_reference(args: ReferenceArgs, seed: int) -> Reference:

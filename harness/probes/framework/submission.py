@@ -12,9 +12,9 @@ from pydantic import ValidationError
 # (CommandSpec, ReferenceArgs, ...), so either side may be imported first.
 from harness.adapters import framework_sut
 from harness.adapters._support import one_line
+from harness.contracts.framework import ReferenceArgs
 from harness.evidence import EvidenceReader
 from harness.probes.base import CollectContext
-from harness.probes.framework.reference import ReferenceArgs
 
 FRAMEWORK_ADAPTER = "framework"
 

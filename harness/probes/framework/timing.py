@@ -9,11 +9,11 @@ import statistics
 import time
 from typing import Any
 
-from harness.models import Interval, Measurement
 from harness.probes.base import CollectContext
 from harness.probes.framework.args import PrecisionsArgs
 from harness.probes.framework.reference import Reference
 from harness.probes.framework.sessions import batch_capacity
+from harness.schema import Interval, Measurement
 from harness.stats import median_bounds
 
 

@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 
 from harness.evidence import EvidenceReader
-from harness.models import Measurement, Unmeasured
-from harness.probes.accuracy import accuracy_percent
 from harness.probes.loadgen.args import AccuracyMetric
 from harness.probes.loadgen.datasets import LABELS_FILE
 from harness.probes.loadgen.logs import MAX_REASONS, Run, accuracy_entries
 from harness.probes.loadgen.outputs import decode_output
+from harness.schema import Measurement, Unmeasured
+from harness.scoring.accuracy import accuracy_percent
 
 
 def _predicted_class(output: Any) -> tuple[int | None, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from harness.evidence import EvidenceReader
-from harness.models import Measurement, Unmeasured
 from harness.probes.loadgen.args import LoadgenArgs
 from harness.probes.loadgen.logs import (
     MAX_REASONS,
@@ -15,6 +14,7 @@ from harness.probes.loadgen.logs import (
     performance_repeats,
 )
 from harness.probes.loadgen.outputs import outputs_match
+from harness.schema import Measurement, Unmeasured
 
 
 def score_test01(

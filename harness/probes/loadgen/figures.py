@@ -6,7 +6,6 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from harness.models import Interval, Measurement, Unmeasured
 from harness.probes.loadgen.args import LoadgenArgs
 from harness.probes.loadgen.logs import (
     Run,
@@ -16,6 +15,7 @@ from harness.probes.loadgen.logs import (
     squash,
     trial_passed,
 )
+from harness.schema import Interval, Measurement, Unmeasured
 from harness.stats import median_bounds
 
 EARLY_STOPPING_CONFIDENCE = 0.99  # LoadGen's early-stopping estimates (results.cc)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from harness.adapters import precomputed
 from harness.evidence import EvidenceReader
-from harness.models import Measurement, Unmeasured
 from harness.probes.base import ScoreContext, ScoreResult
 from harness.probes.loadgen.accuracy_metric import accuracy_measurements
 from harness.probes.loadgen.args import LoadgenArgs
@@ -21,6 +20,7 @@ from harness.probes.loadgen.logs import (
     performance_repeats,
     read_runs,
 )
+from harness.schema import Measurement, Unmeasured
 
 __all__ = ["EARLY_STOPPING_CONFIDENCE", "metric_names", "score_evidence"]
 

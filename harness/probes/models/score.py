@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.evidence import EvidenceReader
-from harness.models import Interval, Measurement, Unmeasured
 from harness.probes.base import ScoreResult
 from harness.probes.models.accuracy import (
     accuracy_failures,
@@ -26,6 +25,7 @@ from harness.probes.models.plan import (
     inference_runs,
     run_name,
 )
+from harness.schema import Interval, Measurement, Unmeasured
 from harness.stats import median_bounds
 
 

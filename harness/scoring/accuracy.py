@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.models import Interval, Measurement, ProportionBound
+from harness.schema import Interval, Measurement, ProportionBound
 from harness.stats import clopper_pearson
 
 PAIRED_DROP_METHOD = (

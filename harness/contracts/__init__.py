@@ -1,0 +1,1 @@
+"""Types shared across layers (adapters and probes) without either importing the other."""
