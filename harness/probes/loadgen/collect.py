@@ -70,7 +70,9 @@ def collect_evidence(ctx: CollectContext) -> list[str]:
                     "labels": {str(i): v for i, v in enumerate(labels.values)},
                 },
             )
-        driver = Driver(lg, session, args.batch_size, args.workers)
+        driver = Driver(
+            lg, session, args.batch_size, args.workers, whole_query=args.scenario == "Offline"
+        )
         sut = lg.ConstructFastSUT(driver.issue, driver.flush)
         try:
             _collect(ctx, args, lg, driver, sut, samples, failures, replayed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,8 @@ from harness.errors import BadInput, SutFailure
 from harness.probes.base import CollectContext
 from harness.probes.loadgen.args import LoadgenArgs
 from harness.registry import adapters
+
+_INDEX = operator.attrgetter("index")
 
 
 class NullSession:
@@ -28,7 +31,7 @@ class NullSession:
     def run(self, samples: Sequence[Sample]) -> list[SampleOutput]:
         answers = self._answers
         try:
-            return [answers[s.index] for s in samples]
+            return list(map(answers.__getitem__, map(_INDEX, samples)))
         except KeyError:
             for s in samples:
                 if s.index not in answers:
