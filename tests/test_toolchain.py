@@ -72,3 +72,25 @@ def test_without_a_description_or_commands_nothing_is_claimed(tmp_path: Path) ->
     assert "no system description" in none["toolchain"].reason  # type: ignore[attr-defined]
     names_only = _run(tmp_path / "b", _hardware(["gcc", "a driver"]))
     assert "declares no toolchain command" in names_only["toolchain"].reason  # type: ignore[attr-defined]
+
+
+def test_recorded_checks_must_be_the_declared_ones(tmp_path: Path) -> None:
+    import json
+
+    import pytest
+
+    hardware = _hardware(
+        [{"name": "python", "role": "dev-environment", "argv": [sys.executable, "--version"]}]
+    )
+    args = ToolchainArgs(timeout_s=5)
+    ctx = CollectContext(
+        "system", args, SutSpec(), "cpu", 0, True, EvidenceWriter(tmp_path), hardware=hardware
+    )
+    ToolchainProbe().collect(ctx)
+    score_ctx = ScoreContext("system", args, 0.95, hardware)
+    assert ToolchainProbe().score(EvidenceReader(tmp_path), score_ctx).measurements
+    record = json.loads((tmp_path / "toolchain.json").read_text())
+    record["checks"].append({**record["checks"][0], "name": "gcc", "role": "compiler"})
+    (tmp_path / "toolchain.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="not the ones the system description"):
+        ToolchainProbe().score(EvidenceReader(tmp_path), score_ctx)

@@ -182,6 +182,18 @@ class ToolchainProbe:
                 "command to run"
             )
             return ScoreResult([], [Unmeasured(id=m, reason=reason) for m in self.metrics(args)])
+        if ctx.hardware is not None:
+            declared = [
+                (t.name, t.role, list(t.argv))
+                for t in ctx.hardware.toolchain
+                if isinstance(t, ToolCheck)
+            ]
+            recorded = [(c["name"], c["role"], list(c["argv"])) for c in checks]
+            if declared != recorded:
+                raise ValueError(
+                    "toolchain.json's checks are not the ones the system description "
+                    f"{ctx.hardware.id} declares"
+                )
         echoes = record.get("echo_utilities") or {}
         problems = {c["name"]: answer_problem(c, echoes) for c in checks}  # not c["ok"]
         by_program: dict[str, str] = {}  # one program answers for one component only
