@@ -49,6 +49,7 @@ from harness.probes.framework.args import (
     PrecisionsArgs,
 )
 from harness.probes.framework.backends import BackendsProbe
+from harness.probes.framework.capabilities import CapabilitiesArgs, CapabilitiesProbe
 from harness.probes.framework.bindings import HARNESS_SELF_CHECK, BindingsProbe
 from harness.probes.framework.commands import HARNESS_PYTHON_BINDING
 from harness.probes.framework.precisions import PrecisionsProbe
@@ -78,6 +79,8 @@ __all__ = [
     "BackendsProbe",
     "BindingsArgs",
     "BindingsProbe",
+    "CapabilitiesArgs",
+    "CapabilitiesProbe",
     "CheckArgs",
     "CommandSpec",
     "Language",
