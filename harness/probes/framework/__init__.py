@@ -49,8 +49,8 @@ from harness.probes.framework.args import (
     PrecisionsArgs,
 )
 from harness.probes.framework.backends import BackendsProbe
-from harness.probes.framework.capabilities import CapabilitiesArgs, CapabilitiesProbe
 from harness.probes.framework.bindings import HARNESS_SELF_CHECK, BindingsProbe
+from harness.probes.framework.capabilities import CapabilitiesArgs, CapabilitiesProbe
 from harness.probes.framework.commands import HARNESS_PYTHON_BINDING
 from harness.probes.framework.precisions import PrecisionsProbe
 from harness.probes.framework.reference import load_reference
