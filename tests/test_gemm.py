@@ -304,7 +304,8 @@ def test_fp16_without_a_native_instruction_is_shown_but_not_counted(tmp_path: Pa
         ("fp16", [*CPU_ZEN4_FLAGS, "amx_fp16"], 1),  # Granite Rapids
         ("bf16", CPU_ZEN4_FLAGS, 1),
         ("bf16", ["avx2", "fma", "sse2"], 0),  # Zen 3
-        ("int8", ["avx2", "fma", "sse2"], 1),  # VPMADDUBSW
+        ("int8", ["avx2", "fma", "sse2"], 0),  # VPMADDUBSW is u8 x s8: no s8 x s8 GEMM
+        ("int8", ["avx2", "avx_vnni", "fma"], 1),  # Alder Lake and later clients
         ("int8", ["sse2"], 0),
         ("fp32", [], 1),
         ("fp16", [], 0),  # no flags recorded: nothing but FP32 is known to be native
