@@ -15,6 +15,7 @@ _BUILTIN_MODULES = {
         "harness.probes.gemm",
         "harness.probes.power",
         "harness.probes.models",
+        "harness.probes.models.loadgen_runs",
         "harness.probes.loadgen",
         "harness.probes.framework",
         "harness.probes.ocr",

@@ -29,6 +29,9 @@ class CollectContext:
     instruments: list[Any] = field(default_factory=list)  # validated instrument specs
     sut_base_dir: Path | None = None  # the submission's folder: relative SUT paths start here
     hardware: HardwareDescription | None = None  # the SUT's system description, if any
+    # a SUT session the task drives instead of the submission's adapter (the harness's own
+    # reference models, `models.loadgen`)
+    session: Any = None
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,9 @@ def open_session(ctx: CollectContext) -> SutSession:
     args = ctx.args
     if isinstance(args, LoadgenArgs) and args.null_sut:
         return NullSession()
+    given = getattr(ctx, "session", None)
+    if given is not None:
+        return given  # type: ignore[no-any-return]
     name = ctx.sut.adapter
     adapter = adapters.get(name)
     if adapter is None:
