@@ -92,7 +92,7 @@ def make_plan(
         qps = args.target_qps
     elif args.scenario == "Offline" and pilot["batch_s"]:
         # over-estimating only lengthens the run; under-estimating ends it too soon
-        qps = 1.25 * pilot["batch_size"] / max(min(pilot["batch_s"]), 1e-9)
+        qps = 2.0 * pilot["batch_size"] / max(min(pilot["batch_s"]), 1e-9)
         qps = min(qps, WARMUP_MAX_OFFLINE_QPS)
     else:
         qps = 0.5 / max(single, 1e-9)
