@@ -23,7 +23,10 @@ labelled set; the seeded digits MLP), `variants` (FP16 / INT8 / INT4 variants, g
 commands and backends, running a command, its text contract), `submission` (where the
 reference comes from), `checks` (the reference run and judgement shared by bindings and
 backends), `timing` (interleaved timings and their measurements), `util` (sizes, hashes);
-one module per probe: `precisions`, `bindings`, `backends`.
+`identity` (what program a command really runs, and its language); one module per probe:
+`precisions`, `bindings`, `backends`, `capabilities`. The contracts shared with the
+`framework` adapter (CommandSpec, BackendSpec, ReferenceArgs) live in
+`harness.contracts.framework`.
 """
 
 from __future__ import annotations
