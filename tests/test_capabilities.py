@@ -125,3 +125,21 @@ def test_a_framework_submission_is_not_measured_by_onnx_runtime_checks(tmp_path:
     got = _score(tmp_path)
     for name in ("custom_operators", "on_device_learning", "distributed_scheduling"):
         assert "own framework" in got[name].reason
+
+
+def test_the_custom_operator_check_runs_again_in_the_same_process(tmp_path: Path) -> None:
+    """A second run (another suite run in a long-lived process) must not register the
+    operator twice: ONNX Runtime then refuses every session with it."""
+    from harness.probes.framework.capabilities import _custom_operator
+
+    ctx = CollectContext("capabilities", ARGS, SutSpec(), "cpu", 1, True, EvidenceWriter(tmp_path))
+    _custom_operator(ctx, ARGS, None)
+    assert _score_custom(tmp_path)
+
+
+def _score_custom(root: Path) -> bool:
+    from harness.probes.framework.capabilities import _judge_custom_operator
+
+    ok, why, _ = _judge_custom_operator(EvidenceReader(root))
+    assert ok, why
+    return ok

@@ -8,7 +8,6 @@ reports available.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,6 +31,7 @@ from harness.probes.framework.checks import (
 from harness.probes.framework.identity import program_summary
 from harness.probes.framework.sessions import input_facts, run_provider
 from harness.probes.framework.submission import _reference_note, _submitted, _with_reference
+from harness.probes.framework.util import sha256_bytes
 from harness.registry import probes
 from harness.schema import Measurement
 
@@ -227,7 +227,7 @@ def _sameness_keys(evidence: EvidenceReader, record: dict[str, Any]) -> list[str
     raw = evidence.path(record["stdout_file"]).read_bytes()
     values = _values(raw)
     if values is not None:  # the numbers it printed, not their spacing or notation
-        keys.append("values:" + hashlib.sha256(values.tobytes()).hexdigest())
+        keys.append("values:" + sha256_bytes(values.tobytes()))
     return keys
 
 

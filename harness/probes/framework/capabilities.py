@@ -22,6 +22,7 @@ checks do not measure: its capabilities are NOT_MEASURED until it gives commands
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import subprocess
@@ -176,14 +177,22 @@ def _custom_model() -> bytes:
     return bytes(model.SerializeToString())
 
 
-def _custom_operator(ctx: CollectContext, args: CapabilitiesArgs, ref: Any) -> None:
-    import onnxruntime as ort
-    import onnxruntime_extensions as ortx
+@functools.cache
+def _register_custom_operator() -> None:
+    """Register the Python operator with onnxruntime-extensions, once per process: a second
+    registration makes every later session fail ("Conflicting with a registered kernel")."""
     from onnxruntime_extensions import PyCustomOpDef, onnx_op
 
     onnx_op(op_type=CUSTOM_OP, inputs=[PyCustomOpDef.dt_float], outputs=[PyCustomOpDef.dt_float])(
         scaled_relu
     )
+
+
+def _custom_operator(ctx: CollectContext, args: CapabilitiesArgs, ref: Any) -> None:
+    import onnxruntime as ort
+    import onnxruntime_extensions as ortx
+
+    _register_custom_operator()
     model = _custom_model()
     ctx.evidence.write_bytes("custom_operators/model.onnx", model)
     try:

@@ -14,7 +14,6 @@ backend's declared chip is the one it ran on) is labelled as declared by the app
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import os
 import re
@@ -23,7 +22,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from harness.probes.framework.util import sha256_path
+from harness.probes.framework.util import sha256_bytes, sha256_path
 
 PYTHON_NAME = re.compile(r"^(python|pypy)[0-9.]*$")
 # programs that run other programs' code: never a C or C++ binding, never a toolchain part
@@ -60,7 +59,7 @@ SUBSTITUTED = ("{model}", "{input}")  # commands.MODEL_PLACEHOLDER, INPUT_PLACEH
 
 
 def _sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return sha256_bytes(text.encode("utf-8"))
 
 
 def resolve_program(program: str, cwd: Path, path_env: str | None) -> Path | None:
@@ -142,7 +141,7 @@ def _python_code_digest(source: bytes) -> str:
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
-        return hashlib.sha256(source).hexdigest()
+        return sha256_bytes(source)
     return _sha256_text(ast.dump(tree, annotate_fields=False))
 
 
