@@ -17,7 +17,7 @@ import pytest
 
 from harness import jsonio
 from harness.adapters import precomputed
-from harness.adapters.protocol import Sample
+from harness.adapters.protocol import Sample, SampleOutput
 from harness.evidence import EvidenceReader, EvidenceWriter
 from harness.judge import judge
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
@@ -370,3 +370,59 @@ def test_worker_threads_through_loadgen_answer_every_sample(tmp_path: Path) -> N
     assert issued >= 1000
     assert record["answered"] == issued and record["failed"] == 0
     assert _by_id(_score(root, args))[0]["throughput"].value > 0
+
+
+class _RecordingLoadgen(_FakeLoadgen):
+    """Keeps every response, to read back the bytes each one points at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.responses: list[Any] = []
+
+    def QuerySamplesComplete(self, responses: list[Any]) -> None:
+        self.responses += responses
+        super().QuerySamplesComplete(responses)
+
+
+class _ChangingSession:
+    """Answers sample i with a new array [i, 1] each call, of the dtype the test sets."""
+
+    def __init__(self) -> None:
+        self.dtype: Any = np.float64
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+    def run(self, samples: Any) -> list[SampleOutput]:
+        return [
+            SampleOutput(s.index, np.array([s.index, 1], self.dtype), None, 0.0) for s in samples
+        ]
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 8])
+def test_a_new_answer_is_encoded_again_not_served_from_the_last(chunk: int) -> None:
+    """The hot path reuses the buffer of the answer validated before only when the session
+    hands back that very object; a new answer, equal in value or of another dtype, is
+    encoded again, so LoadGen never reads stale bytes."""
+    import ctypes
+
+    samples = [Sample(i, None) for i in range(5)]
+    lg = _RecordingLoadgen()
+    session = _ChangingSession()
+    driver = Driver(lg, session, chunk, 0)
+    driver.begin(samples, False)
+    driver.load(list(range(5)))
+    for query, dtype in enumerate([np.float64, np.float64, np.float32, np.int16]):
+        session.dtype = dtype
+        before = len(lg.responses)
+        driver.issue(list(range(100 * query, 100 * query + 5)), [4, 0, 1, 2, 3])
+        got = [
+            np.frombuffer(ctypes.string_at(r.pointer, r.size), dtype).tolist()
+            for r in lg.responses[before:]
+        ]
+        assert got == [[4, 1], [0, 1], [1, 1], [2, 1], [3, 1]], (query, dtype)
+        assert [r.id for r in lg.responses[before:]] == list(range(100 * query, 100 * query + 5))
+    assert driver.end().failed == 0

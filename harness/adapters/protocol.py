@@ -12,18 +12,24 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Sample:
     """One input. `data` is what the SUT consumes: a numpy array (or a dict of named arrays)
-    for model adapters, text for text adapters; `path` is the file it came from, if any."""
+    for model adapters, text for text adapters; `path` is the file it came from, if any.
+    Equality and hash are identity (arrays have neither), so a session can key what it
+    keeps by the Sample object itself."""
 
     index: int
     data: Any
     path: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SampleOutput:
+    """One answer. Equality is identity: an output holding arrays has no one truth value,
+    and the LoadGen driver compares whole lists of answers with the ones it has already
+    validated in one C-speed pass."""
+
     index: int
     output: Any | None  # numpy array(s) or text; None when the sample failed
     error: str | None  # why the sample failed: "crashed: ...", "timeout after 5 s", ...

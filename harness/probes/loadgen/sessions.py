@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,15 +14,13 @@ from harness.probes.base import CollectContext
 from harness.probes.loadgen.args import LoadgenArgs
 from harness.registry import adapters
 
-_INDEX = operator.attrgetter("index")
-
 
 class NullSession:
     """Answers every sample at once with its input as the output (the `null_sut` hook).
-    One session serves one dataset: answers are kept by sample index."""
+    Answers are kept per Sample object (a dict key, so the object stays alive)."""
 
     def __init__(self) -> None:
-        self._answers: dict[int, SampleOutput] = {}
+        self._answers: dict[Sample, SampleOutput] = {}
 
     def describe(self) -> dict[str, Any]:
         return {"adapter": "null", "outputs": "the input, unchanged, at once"}
@@ -31,12 +28,12 @@ class NullSession:
     def run(self, samples: Sequence[Sample]) -> list[SampleOutput]:
         answers = self._answers
         try:
-            return list(map(answers.__getitem__, map(_INDEX, samples)))
+            return list(map(answers.__getitem__, samples))
         except KeyError:
             for s in samples:
-                if s.index not in answers:
-                    answers[s.index] = SampleOutput(s.index, s.data, None, 0.0)
-            return [answers[s.index] for s in samples]
+                if s not in answers:
+                    answers[s] = SampleOutput(s.index, s.data, None, 0.0)
+            return [answers[s] for s in samples]
 
     def close(self) -> None:
         self._answers.clear()
