@@ -52,6 +52,7 @@ DRIVEN_DIMENSIONS = frozenset(
         "flop_efficiency",
         "time",
         "sample_rate",
+        "event_rate",  # false wake-ups per 24 h: the harness must play the audio itself
     }
 )
 

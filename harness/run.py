@@ -297,6 +297,7 @@ def _execute_into(
             instruments=p.instruments,
             sut_base_dir=p.submission.path.parent if p.submission.path else None,
             hardware=hardware.load(p.hardware_path) if p.hardware_path else None,
+            datasets={k: v.resolve() for k, v in p.request.datasets.items()},
         )
         status: Literal["ok", "partial", "failed"]
         task_started = time.monotonic()

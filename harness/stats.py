@@ -125,3 +125,35 @@ def samples_to_clear(
         else:
             low = mid
     return high
+
+
+@dataclass(frozen=True)
+class PoissonBounds:
+    events: int
+    exposure: float  # in the unit the rate is per (hours, days...)
+    rate: float
+    upper: float  # one-sided exact (Garwood) upper bound of the rate
+    lower: float  # one-sided exact lower bound of the rate
+    confidence: float
+
+
+def poisson_rate_bounds(events: int, exposure: float, confidence: float) -> PoissonBounds:
+    """Exact one-sided bounds of a Poisson rate from `events` seen over `exposure` (Garwood:
+    chi-square quantiles; zero events give the upper bound -ln(1 - confidence) / exposure)."""
+    if not math.isfinite(exposure) or exposure <= 0:
+        raise ValueError("no exposure")
+    if events < 0:
+        raise ValueError("events must be >= 0")
+    upper = float(_sp.chi2.ppf(confidence, 2 * (events + 1))) / 2.0
+    lower = 0.0 if events == 0 else float(_sp.chi2.ppf(1.0 - confidence, 2 * events)) / 2.0
+    return PoissonBounds(
+        events, exposure, events / exposure, upper / exposure, lower / exposure, confidence
+    )
+
+
+def exposure_needed(events: int, max_rate: float, confidence: float) -> float:
+    """The exposure at which `events` events give an upper bound of the rate at `max_rate`
+    (with zero events: -ln(1 - confidence) / max_rate, e.g. about 3.0 days for one a day)."""
+    if max_rate <= 0:
+        raise ValueError("max_rate must be > 0")
+    return float(_sp.chi2.ppf(confidence, 2 * (events + 1))) / 2.0 / max_rate

@@ -30,6 +30,11 @@ _UNITS = [
     Unit("s", "time", 1.0),
     Unit("ms", "time", 1e-3),
     Unit("us", "time", 1e-6),
+    Unit("h", "time", 3600.0),
+    Unit("events/24h", "event_rate", 1.0 / 86400.0),  # base: events per second
+    Unit("events/h", "event_rate", 1.0 / 3600.0),
+    Unit("points", "score", 1.0),  # BLEU, chrF, TER: sacrebleu's 0-100 scale
+    Unit("MOS", "opinion_score", 1.0),  # ITU-T P.800 ACR mean opinion score, 1-5
     Unit("%", "fraction", 1e-2),
     Unit("ratio", "fraction", 1.0),
     Unit("pp", "percentage_points", 1.0),  # difference of two percentages

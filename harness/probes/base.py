@@ -32,6 +32,8 @@ class CollectContext:
     # a SUT session the task drives instead of the submission's adapter (the harness's own
     # reference models, `models.loadgen`)
     session: Any = None
+    # `--dataset NAME=PATH` of the run (names the suite declares), resolved paths
+    datasets: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
