@@ -20,6 +20,8 @@ _BUILTIN_MODULES = {
         "harness.probes.framework",
         "harness.probes.ocr",
         "harness.probes.toolchain",
+        "harness.probes.speech",
+        "harness.probes.translation",
     ],
     "harness.adapters": [
         "harness.adapters.local",

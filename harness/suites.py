@@ -14,6 +14,17 @@ from harness.schema import Suite
 from harness.units import compatible
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+# the small public dev sets a suite uses when no --dataset is given: datasets/<suite id>/
+DEV_DATA_DIR = Path(__file__).resolve().parent.parent / "datasets"
+
+
+def dev_dataset(suite_id: str, name: str) -> Path:
+    """The shipped dev set `name` of a suite (a file or folder under datasets/<suite id>/);
+    FileNotFoundError naming it when it is not there."""
+    path = DEV_DATA_DIR / suite_id / name
+    if not path.exists():
+        raise FileNotFoundError(f"no shipped dev set {name!r} for {suite_id} ({path})")
+    return path
 
 
 def suite_files() -> list[Path]:
