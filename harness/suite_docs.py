@@ -89,20 +89,37 @@ def render(suite: Suite) -> str:
             f"| `{task.id}` | `{task.probe}` | {title} | {_args(task.args)} | "
             f"{_args(task.quick_args)} |"
         )
-    example = SUBMISSION_EXAMPLES.get(suite.direction, LOCAL_SUBMISSION)
+    inputs_page = DOCS_DIR / f"{suite.id}.inputs.md"
+    inputs = inputs_page.read_text(encoding="utf-8").strip() if inputs_page.is_file() else ""
+    example = SUBMISSION_EXAMPLES.get(suite.direction)
+    if example is None and not inputs:
+        example = LOCAL_SUBMISSION
+    if example is not None:
+        lines += [
+            "",
+            "## Input: the submission",
+            "",
+            "Without `--submission` the local machine is the system under test (its CPU, or a "
+            "CUDA GPU torch sees). A submission file (paths relative to it):",
+            "",
+            "```yaml",
+            example.format(id=suite.id, first=suite.indicators[0].id).rstrip(),
+            "```",
+        ]
+    if any(task.probe.startswith("power") or "power" in task.id for task in suite.tasks):
+        lines += [
+            "",
+            "Power verdicts need a meter the lab names: `--instruments lab.yaml` or "
+            "`--meter-log wall.csv --meter-uncertainty 0.5%+0.1W` (README, Power).",
+        ]
+    if inputs:
+        lines += [
+            "",
+            f"_The sections below come from `docs/suites/{suite.id}.inputs.md`._",
+            "",
+            inputs,
+        ]
     lines += [
-        "",
-        "## Input: the submission",
-        "",
-        "Without `--submission` the local machine is the system under test (its CPU, or a CUDA "
-        "GPU torch sees). A submission file (paths relative to it):",
-        "",
-        "```yaml",
-        example.format(id=suite.id, first=suite.indicators[0].id).rstrip(),
-        "```",
-        "",
-        "Power verdicts need a meter the lab names: `--instruments lab.yaml` or `--meter-log "
-        "wall.csv --meter-uncertainty 0.5%+0.1W` (README, Power).",
         "",
         "## Dry run on this machine",
         "",

@@ -57,3 +57,31 @@ def test_bad_inputs_are_refused() -> None:
         median_bounds([], 0.95)
     with pytest.raises(ValueError):
         clopper_pearson(5, 4, 0.95)
+
+
+@pytest.mark.parametrize(("events", "hours"), [(0, 72.0), (0, 10.0), (3, 24.0), (12, 500.0)])
+def test_poisson_bounds_are_exact_against_the_poisson_cdf(events: int, hours: float) -> None:
+    from scipy.stats import poisson
+
+    from harness.stats import poisson_rate_bounds
+
+    b = poisson_rate_bounds(events, hours / 24.0, 0.95)  # rate per 24 h
+    # the upper bound is the mean at which seeing <= events has probability 5 %
+    assert poisson.cdf(events, b.upper * hours / 24.0) == pytest.approx(0.05, abs=1e-9)
+    if events:
+        # the lower bound: seeing >= events has probability 5 %
+        assert poisson.sf(events - 1, b.lower * hours / 24.0) == pytest.approx(0.05, abs=1e-9)
+    else:
+        assert b.lower == 0.0
+    assert b.rate == events / (hours / 24.0)
+
+
+def test_seventy_two_hours_of_silence_for_one_false_wake_a_day() -> None:
+    from harness.stats import exposure_needed, poisson_rate_bounds
+
+    days = exposure_needed(0, 1.0, 0.95)
+    assert days * 24 == pytest.approx(-math.log(0.05) * 24, rel=1e-12)  # 71.9 h
+    assert 71.8 < days * 24 < 72.0
+    assert poisson_rate_bounds(0, days, 0.95).upper == pytest.approx(1.0, rel=1e-12)
+    with pytest.raises(ValueError):
+        poisson_rate_bounds(0, 0.0, 0.95)
