@@ -136,7 +136,26 @@ def evaluate(evidence_dir: Path) -> Evaluation:
         )
         for ind in loaded.suite.indicators
     ]
+    if precomputed(sut):
+        verdicts = [_no_pass_from_supplied_outputs(v, sut.adapter) for v in verdicts]
     return Evaluation(outcomes, measurements, unmeasured, verdicts)
+
+
+def _no_pass_from_supplied_outputs(verdict: Verdict, adapter: str) -> Verdict:
+    """A signed PASS means the harness drove the system: a figure computed from outputs the
+    applicant supplied (a dry run's) clears its target at most as INCONCLUSIVE, saying so."""
+    update: dict[str, object] = {}
+    why = (
+        f"pre-computed outputs (sut.adapter: {adapter}): the harness did not drive the "
+        "system, so a figure from supplied outputs cannot PASS (a dry run's figure)"
+    )
+    if verdict.status == "PASS":
+        update["status"] = "INCONCLUSIVE"
+        update["reason"] = f"{why}; it would clear the target: {verdict.reason}"
+        update["flags"] = [*verdict.flags, "precomputed_outputs"]
+    if verdict.declared_status == "PASS":
+        update["declared_status"] = "INCONCLUSIVE"
+    return verdict.model_copy(update=update) if update else verdict
 
 
 def _without_driven_figures(

@@ -116,7 +116,8 @@ def trust_section(reader: EvidenceReader) -> dict[str, Any]:
             f"{sut.adapter}); the harness did not drive the system, so no latency, "
             "throughput, power or energy figure is reported, nor any figure of a task that "
             "measures this machine instead of reading the outputs; accuracy-type figures of "
-            "the tasks that read them are computed from the supplied outputs",
+            "the tasks that read them are computed from the supplied outputs and none of "
+            "them can PASS (at best INCONCLUSIVE)",
         }
     return {"precomputed_outputs": False, "note": ""}
 

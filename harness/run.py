@@ -168,6 +168,13 @@ def plan(request: RunRequest, env: dict[str, Any]) -> Plan:
             raise BadInput(
                 "--dataset", name, f"required by suite {loaded.suite.id}: {spec.description}"
             )
+    # a probe that reads a dataset refuses a malformed one now, naming file, line and field,
+    # before anything is written
+    resolved = {k: v.resolve() for k, v in request.datasets.items()}
+    for task in loaded.tasks:
+        check = getattr(task.probe, "check_datasets", None)
+        if callable(check):
+            check(task.args, resolved)
     # The device local probes (GEMM, power) run on: the local adapter resolves it; an adapter
     # that drives something else runs them on this machine's CPU.
     resolve = getattr(submission.adapter, "resolve_device", None)

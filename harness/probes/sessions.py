@@ -4,7 +4,9 @@ own reference engines), else the adapter named by the submission's `sut:` block.
 from __future__ import annotations
 
 import inspect
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -105,3 +107,18 @@ def output_records(ids: Sequence[str], outputs: Sequence[SampleOutput]) -> list[
             {"id": i, "index": o.index, "output": output, "error": error, "latency_s": o.latency_s}
         )
     return records
+
+
+def stage_inputs(paths: Sequence[Path], directory: Path) -> list[Path]:
+    """Copies of input files under opaque names (`000000.wav`, ...) in a fresh folder of
+    `directory`, to hand to the SUT instead of the originals: a path into the lab's set
+    would show the SUT where the set's references lie (the manifest beside the audio) and
+    the file's own name. Each copy keeps its suffix; the SUT sees nothing else."""
+    stage = directory / "sut-inputs"
+    stage.mkdir(parents=True, exist_ok=False)
+    staged: list[Path] = []
+    for k, path in enumerate(paths):
+        target = stage / f"{k:06d}{path.suffix.lower()}"
+        shutil.copyfile(path, target)
+        staged.append(target)
+    return staged
