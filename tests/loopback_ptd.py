@@ -14,6 +14,19 @@ The simulated analyzer behaves like a real one where the tests need it to:
   uncertainty is 0.1 % of reading + 0.1 % of the power range (V range x A range);
 - `Watts` is the measurement's summary "Watts,avg,min,max,samples,errors,valid".
 
+Variants of real daemons and analyzers:
+- `rl_style`: "star" answers `RL,*,*` and `RL`; "plain" refuses `RL,*,*` with "Invalid
+  number of parameters"; "dc" (a DC analyzer's daemon) answers "Unknown command" to both
+  and logs through `DC-RL`, whose lines carry no PF;
+- `channels`: a multichannel analyzer whose elements carry these shares of the power (same
+  volts): each line has the sum group, then `Ch1,Watts,..,Volts,..,Amps,..,PF,..` per
+  element; over-range and the uncertainty (0.1 % of reading + 0.1 % of each element's power
+  range) are per element;
+- `error_samples`: {measurement number (1-based): sample numbers} that the analyzer reports
+  as errors (Watts -1);
+- `scale`: {measurement number: factor} multiplies that measurement's waveform (a load that
+  draws less in one pass than in another).
+
 Faults: after `drop_after_samples` samples have been read, or `drop_after_s` seconds after
 Go, the next request (or a pending RL wait) hits the fault: "close" (the connection is
 closed), "garbage" (a line that is not a PTDaemon reply), or "silence" (no reply at all).
@@ -49,6 +62,7 @@ RANGE_UNCERTAINTY = 0.001  # of the power range
 UNCERTAINTY_LIMIT = 0.01  # a sample above this counts as "invalid" in the Uncertainty reply
 
 Fault = Literal["close", "garbage", "silence"]
+RlStyle = Literal["star", "plain", "dc"]
 
 
 class Waveform(Protocol):
@@ -130,6 +144,7 @@ class Measurement:
     current_range: float | None
     stop_monotonic: float | None = None
     delivered: int = 0
+    number: int = 1  # 1-based, counting every Go
 
     def available(self, now: float) -> int:
         end = now if self.stop_monotonic is None else min(now, self.stop_monotonic)
@@ -146,6 +161,7 @@ class Reading:
     volts: float
     amps: float
     relative_uncertainty: float | None  # None: unknown (auto-ranging)
+    channels: tuple[tuple[float, float], ...] = ()  # (watts, amps) per element
 
 
 @dataclass
@@ -185,7 +201,15 @@ class LoopbackPtd:
         fault: Fault = "close",
         fault_in_measurement: int | None = None,
         lifetime_s: float = 60.0,
+        rl_style: RlStyle = "star",
+        channels: tuple[float, ...] = (),
+        error_samples: dict[int, set[int]] | None = None,
+        scale: dict[int, float] | None = None,
     ) -> None:
+        self.rl_style: RlStyle = rl_style
+        self.channels = channels
+        self.error_samples = error_samples or {}
+        self.scale = scale or {}
         self.waveform = waveform
         self.volts = volts
         self.power_factor = power_factor
@@ -263,22 +287,24 @@ class LoopbackPtd:
     def reading(self, m: Measurement, k: int) -> Reading:
         """Sample k (1-based) of measurement m."""
         t0, t1 = (k - 1) * m.period_s, k * m.period_s
-        watts = self.waveform.energy(t0, t1) / m.period_s
+        watts = self.waveform.energy(t0, t1) / m.period_s * self.scale.get(m.number, 1.0)
         volts = self.volts
         amps = watts / (volts * self.power_factor)
         stamp = (m.go_wall + timedelta(seconds=t1)).strftime("%m-%d-%Y %H:%M:%S.%f")[:-3]
+        shares = self.channels or (1.0,)
+        elements = tuple((watts * f, amps * f) for f in shares)
         fixed = m.voltage_range is not None and m.current_range is not None
         over = (m.voltage_range is not None and volts > m.voltage_range) or (
-            m.current_range is not None and amps > m.current_range
+            m.current_range is not None and max(a for _, a in elements) > m.current_range
         )
-        if over:
-            return Reading(stamp, -1.0, volts, amps, None)
+        if over or k in self.error_samples.get(m.number, set()):
+            return Reading(stamp, -1.0, volts, amps, None, elements if self.channels else ())
         uncertainty = None
         if fixed and watts > 0:
             assert m.voltage_range is not None and m.current_range is not None
-            power_range = m.voltage_range * m.current_range
+            power_range = m.voltage_range * m.current_range * len(shares)
             uncertainty = READING_UNCERTAINTY + RANGE_UNCERTAINTY * power_range / watts
-        return Reading(stamp, watts, volts, amps, uncertainty)
+        return Reading(stamp, watts, volts, amps, uncertainty, elements if self.channels else ())
 
     def readings(self, m: Measurement, now: float | None = None) -> list[Reading]:
         count = m.available(time.monotonic() if now is None else now)
@@ -385,7 +411,11 @@ class LoopbackPtd:
             return self._go(parts)
         if name == "Stop":
             return self._stop()
-        if name == "RL":
+        if line.strip() == "RL,*,*" and self.rl_style == "plain":
+            return "Invalid number of parameters"
+        if name == "RL" and self.rl_style == "dc":
+            return "Unknown command"
+        if line.strip() in ("RL", "RL,*,*") or (line.strip() == "DC-RL" and self.rl_style == "dc"):
             return self._read_logged(conn)
         if name == "Watts":
             return self._watts()
@@ -442,6 +472,7 @@ class LoopbackPtd:
                     go_wall=datetime.now(),
                     voltage_range=self.voltage_range,
                     current_range=self.current_range,
+                    number=len(self.measurements) + 1,
                 )
             )
         return (
@@ -481,12 +512,14 @@ class LoopbackPtd:
             first = m.delivered + 1
             m.delivered += count
         lines = [f"Last {count} samples"]
+        pf = "" if self.rl_style == "dc" else f",PF,{self.power_factor:.6f}"
         for k in range(first, first + count):
             r = self.reading(m, k)
-            lines.append(
-                f"Time,{r.stamp},Watts,{r.watts:.6f},Volts,{r.volts:.6f},"
-                f"Amps,{r.amps:.6f},PF,{self.power_factor:.6f}"
-            )
+            line = f"Time,{r.stamp},Watts,{r.watts:.6f},Volts,{r.volts:.6f},Amps,{r.amps:.6f}{pf}"
+            for number, (watts, amps) in enumerate(r.channels, start=1):
+                shown = -1.0 if r.watts < 0 else watts
+                line += f",Ch{number},Watts,{shown:.6f},Volts,{r.volts:.6f},Amps,{amps:.6f}{pf}"
+            lines.append(line)
         return EOL.join(lines)
 
     def _watts(self) -> str:

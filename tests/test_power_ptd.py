@@ -53,16 +53,17 @@ def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
 # window's start, where 0.05 s gave way at 25 ms. 2.5 s of load expect 25 samples, so one
 # may be missed (at 2 s, 19 of 20.0x is just under 95 %).
 PERIOD_S = 0.1
+SETTLE_S = 0.01  # MLPerf waits 10 s after setting ranges and before Stop
 
 
-def _meter(port: int) -> str:
+def _meter(port: int, extra: str = "") -> str:
     return (
         f"  - {{kind: ptdaemon, host: 127.0.0.1, port: {port}, "
-        f"sample_period_s: {PERIOD_S}, ranging_s: 0.5}}\n"
+        f"sample_period_s: {PERIOD_S}, settle_s: {SETTLE_S}{extra}}}\n"
     )
 
 
-def _setup(tmp_path: Path, port: int) -> tuple[Path, Path, Path]:
+def _setup(tmp_path: Path, port: int, extra: str = "") -> tuple[Path, Path, Path]:
     """The suite, a submission without meters, and the lab's instruments file."""
     (tmp_path / "suite.yaml").write_text(SUITE)
     submission = tmp_path / "submission.yaml"
@@ -70,7 +71,7 @@ def _setup(tmp_path: Path, port: int) -> tuple[Path, Path, Path]:
         "applicant: A\nproduct: B\nsuite: ptd-test\nsut: {adapter: local, device: cpu}\n"
     )
     lab = tmp_path / "lab.yaml"
-    lab.write_text("schema: harness.lab-instruments/v1\ninstruments:\n" + _meter(port))
+    lab.write_text("schema: harness.lab-instruments/v1\ninstruments:\n" + _meter(port, extra))
     return tmp_path / "suite.yaml", submission, lab
 
 
@@ -81,16 +82,45 @@ def test_wall_power_with_a_ranging_pass(tmp_path: Path, monkeypatch: pytest.Monk
         argv = ["run", str(suite), "--submission", str(submission), "--out", str(out)]
         assert _run([*argv, "--instruments", str(lab)], monkeypatch) == 0
         commands = list(ptd.commands)
-    # the ranging pass ran with auto ranges, the testing passes with fixed ones
-    ranges = [c for c in commands if c.startswith("SR,")]
-    assert ranges[:2] == ["SR,V,Auto", "SR,A,Auto"]
-    assert all("Auto" not in c for c in ranges[2:]) and len(ranges) >= 4
-    assert (out / "evidence/tasks/power/ranging/wall.json").is_file()
+        passes = list(ptd.measurements)
+    # MLPerf's order: the idle window ranged on its own, then measured; the load ranged after
+    # the warm-up on the load itself for its full duration (2.5 s), then measured
+    assert [m.mark for m in passes] == ["wall-ranging", "wall", "wall-ranging", "wall"]
+    assert [(m.voltage_range is None, m.current_range is None) for m in passes] == [
+        (True, True),
+        (False, False),
+        (True, True),
+        (False, False),
+    ]
+    spans = [m.stop_monotonic - m.go_monotonic for m in passes if m.stop_monotonic]
+    assert len(spans) == 4 and spans[0] >= 0.6 and spans[2] >= 2.5
+    assert spans[2] < 2.5 + 2.0  # the load ranging pass is not the idle one's length
+    # between the idle window and the load ranging pass there is the 0.1 s warm-up
+    assert passes[2].go_monotonic - passes[1].stop_monotonic >= 0.1
+    sr = [c for c in commands if c.startswith("SR,")]
+    assert sr[:2] == ["SR,V,Auto", "SR,A,Auto"]
+    ranging = {
+        phase: json.loads((out / f"evidence/tasks/power/ranging/{phase}/wall.json").read_text())
+        for phase in ("idle", "load")
+    }
+    load_window = ranging["load"]["window"]
+    assert load_window[1] - load_window[0] >= 2.5
+    assert ranging["load"]["record"]["power_samples"]  # the raw ranging record is evidence
+    plan = json.loads((out / "evidence/tasks/power/plan.json").read_text())
+    wall = next(i for i in plan["instruments"] if i["name"] == "wall")
+    assert wall["ranging"] == ["idle", "load"]
+    assert wall["settle"]["before_go_s"] == SETTLE_S
+    load_record = json.loads((out / "evidence/tasks/power/load/wall.json").read_text())
+    assert load_record["extra"]["settle"] == {"before_go_s": SETTLE_S, "before_stop_s": SETTLE_S}
     predicate = json.loads((out / "statement.json").read_text())["predicate"]
     m = {x["id"]: x for x in predicate["measurements"]}
     assert m["power.typical_w"]["value"] == pytest.approx(42.0, rel=1e-6)
     assert m["power.typical_w"]["invalid_reason"] == ""
-    assert "wall" in m["power.typical_w"]["method"] and "ptdaemon" in m["power.typical_w"]["method"]
+    method = m["power.typical_w"]["method"]
+    assert "wall" in method and "ptdaemon" in method
+    # flagged, not decisive: 100 ms samples, a 0.01 s settle time and the loopback's identity
+    assert "not MLPerf: sample period 100 ms (MLPerf: 1000 ms)" in method
+    assert "not MLPerf: settle 0.01 s before Go" in method
     verdicts = {v["indicator"]: v for v in predicate["verdicts"]}
     assert verdicts["typical_power_w"]["status"] == "PASS", verdicts["typical_power_w"]["reason"]
     assert _run(["audit", str(out)], monkeypatch) == 0
@@ -134,19 +164,19 @@ def test_a_submission_cannot_claim_its_meter_is_the_labs(
 def test_a_meter_that_disconnects_makes_power_inconclusive_and_the_run_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # the server drops 0.9 s after the third Go, inside the 2.5 s load window; armed for
-    # that measurement only, so a slow ranging pass (0.5 s) or idle interval (0.6 s) cannot
-    # set it off early, however late their Stop arrives
-    with LoopbackPtd(Constant(42.0), drop_after_s=0.9, fault_in_measurement=3) as ptd:
+    # the server drops 0.9 s after the fourth Go (idle ranging, idle, load ranging, load),
+    # inside the 2.5 s load window; armed for that measurement only, so a slow earlier pass
+    # cannot set it off early, however late its Stop arrives
+    with LoopbackPtd(Constant(42.0), drop_after_s=0.9, fault_in_measurement=4) as ptd:
         suite, submission, lab = _setup(tmp_path, ptd.port)
         out = tmp_path / "run"
         argv = ["run", str(suite), "--submission", str(submission), "--out", str(out)]
         code = _run([*argv, "--instruments", str(lab)], monkeypatch)
         marks = [m.mark for m in ptd.measurements]
         fired_at = ptd.fault_fired_at
-    # ranging, idle, load: the fault hit the load pass
-    assert marks == ["wall-ranging", "wall", "wall"]
-    assert fired_at is not None and fired_at >= ptd.measurements[2].go_monotonic + 0.9
+    # idle ranging, idle, load ranging, load: the fault hit the load pass
+    assert marks == ["wall-ranging", "wall", "wall-ranging", "wall"]
+    assert fired_at is not None and fired_at >= ptd.measurements[3].go_monotonic + 0.9
     assert code == 3  # an instrument failed during the run; the report is still written
     predicate = json.loads((out / "statement.json").read_text())["predicate"]
     verdicts = {v["indicator"]: v for v in predicate["verdicts"]}
@@ -156,3 +186,74 @@ def test_a_meter_that_disconnects_makes_power_inconclusive_and_the_run_goes_on(
     assert verdicts["int8_tops"]["status"] == "PASS"  # the rest of the run went on
     tasks = {t["task"]: t for t in predicate["tasks"]}
     assert tasks["power"]["status"] == "partial" and "lost" in tasks["power"]["reason"]
+
+
+def _typical_power(out: Path) -> tuple[dict, dict]:
+    predicate = json.loads((out / "statement.json").read_text())["predicate"]
+    m = {x["id"]: x for x in predicate["measurements"]}
+    verdicts = {v["indicator"]: v for v in predicate["verdicts"]}
+    return m["power.typical_w"], verdicts["typical_power_w"]
+
+
+def test_uncertainty_mlperf_rejects_makes_power_inconclusive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fixed ranges far too wide for the load: 42 W on 300 V x 20 A, where the analyzer
+    states 0.1 % + 0.1 % x 6000 / 42 = 14.39 % per sample. The stated bound (42 W x 1.1439
+    = 48.0 W) would still clear 50 W; MLPerf would reject the run, so the verdict is
+    INCONCLUSIVE, and the audit re-derives that from the evidence."""
+    with LoopbackPtd(Constant(42.0)) as ptd:
+        extra = ', ranging: false, voltage_range: "300", current_range: "20"'
+        suite, submission, lab = _setup(tmp_path, ptd.port, extra)
+        out = tmp_path / "run"
+        argv = ["run", str(suite), "--submission", str(submission), "--out", str(out)]
+        assert _run([*argv, "--instruments", str(lab)], monkeypatch) == 0
+        assert len(ptd.measurements) == 2  # no ranging passes: idle and load only
+    typical, verdict = _typical_power(out)
+    assert typical["value"] == pytest.approx(42.0, rel=1e-6)
+    assert "maximum uncertainty 14.39% is above 1%" in typical["invalid_reason"]
+    assert verdict["status"] == "INCONCLUSIVE"
+    assert "MLPerf would reject this run" in verdict["reason"]
+    assert _run(["audit", str(out)], monkeypatch) == 0
+
+
+def test_testing_below_ranging_minus_five_percent_makes_power_inconclusive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the fourth pass (the load's testing pass) draws 90 % of what its ranging pass drew:
+    # 37.8 W against 42 W, below 42 x 0.95 = 39.9 W
+    with LoopbackPtd(Constant(42.0), scale={4: 0.9}) as ptd:
+        suite, submission, lab = _setup(tmp_path, ptd.port)
+        out = tmp_path / "run"
+        argv = ["run", str(suite), "--submission", str(submission), "--out", str(out)]
+        assert _run([*argv, "--instruments", str(lab)], monkeypatch) == 0
+    typical, verdict = _typical_power(out)
+    assert typical["value"] == pytest.approx(37.8, rel=1e-6)
+    assert (
+        "MLPerf would reject this run: the testing average 37.8 W is below the ranging "
+        "average 42 W minus 5% (39.9 W)"
+    ) in typical["invalid_reason"]
+    assert verdict["status"] == "INCONCLUSIVE"
+    idle = json.loads((out / "statement.json").read_text())["predicate"]["measurements"]
+    idle_w = next(x for x in idle if x["id"] == "power.idle_w")
+    assert "ranging average" not in idle_w["invalid_reason"]  # the rule is the load's
+
+
+def test_settle_time_defaults_to_mlperf_and_is_shorter_under_quick() -> None:
+    from harness.instruments import PtdSpec
+    from harness.probes.power import QUICK_SETTLE_S, _with_settle
+
+    def plan() -> dict:
+        return {"instruments": [{"name": "wall"}]}
+
+    spec = PtdSpec(host="127.0.0.1", port=9)
+    full, quick, named = plan(), plan(), plan()
+    assert _with_settle(spec, False, full).settle_s == 10.0
+    assert full["instruments"][0]["settle"]["source"] == "MLPerf's 10 s"
+    assert _with_settle(spec, True, quick).settle_s == QUICK_SETTLE_S < 10.0
+    assert quick["instruments"][0]["settle"]["source"].startswith("--quick: ")
+    own = PtdSpec(host="127.0.0.1", port=9, settle_s=0.5)
+    assert _with_settle(own, True, named).settle_s == 0.5
+    assert named["instruments"][0]["settle"]["source"] == "the instrument's settle_s"
+    # the meter built from the resolved spec waits that long
+    assert _with_settle(spec, False, plan()).build().settle_s == 10.0

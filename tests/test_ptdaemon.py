@@ -10,6 +10,7 @@ step x (period + latency) of error.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import re
 import socket
@@ -17,14 +18,22 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loopback_ptd import Constant, Fault, LoopbackPtd, Ramp, SquareWave
+from loopback_ptd import Constant, Fault, LoopbackPtd, Ramp, RlStyle, SquareWave
 
-from harness.instruments.ptdaemon import PtdClient, PtdError, PtdMeter, ranging_pass
+from harness.instruments import ptd_mlperf
+from harness.instruments.ptdaemon import (
+    PtdClient,
+    PtdError,
+    PtdMeter,
+    parse_identify,
+    ranging_pass,
+)
 
 # the loopback PTDaemon and the meter's poll thread share this process: a garbage
 # collection's pause would shift the samples (see `no_gc_pauses` in conftest.py)
@@ -33,6 +42,7 @@ pytestmark = pytest.mark.usefixtures("no_gc_pauses")
 HOST = "127.0.0.1"
 PERIOD_S = 0.05
 LATENCY_S = 0.015  # allowance for thread wake-up and socket latency on a busy machine
+SETTLE_S = 0.01  # MLPerf waits 10 s after SR and before Stop; tests keep it short
 
 
 def trapezoid(samples: list[list[float]]) -> float:
@@ -60,7 +70,7 @@ def check_common(record: dict, name: str) -> None:
 def test_square_wave_energy_across_ranging_and_testing_passes() -> None:
     wave = SquareWave(low_w=100.0, high_w=300.0, half_period_s=0.5)
     with LoopbackPtd(wave, volts=230.0, power_factor=0.95) as ptd:
-        meter = PtdMeter("wall", HOST, ptd.port, sample_period_s=PERIOD_S)
+        meter = PtdMeter("wall", HOST, ptd.port, sample_period_s=PERIOD_S, settle_s=SETTLE_S)
         assert meter.unavailable_reason() is None
 
         v_range, a_range = meter.ranging_pass(lambda: time.sleep(1.2))
@@ -77,7 +87,16 @@ def test_square_wave_energy_across_ranging_and_testing_passes() -> None:
     assert float(a_range) >= 1.1 * max_amps
     # the testing pass used exactly those fixed ranges, and the server saw every SR command
     sr = [c for c in ptd.commands if c.startswith("SR,")]
-    assert sr == ["SR,V,Auto", "SR,A,Auto", f"SR,V,{v_range}", f"SR,A,{a_range}"]
+    # (each pass ends by restoring the analyzer's initial ranges: auto here)
+    restore = ["SR,V,Auto", "SR,A,Auto"]
+    assert sr == [
+        "SR,V,Auto",
+        "SR,A,Auto",
+        *restore,
+        f"SR,V,{v_range}",
+        f"SR,A,{a_range}",
+        *restore,
+    ]
     assert (testing.voltage_range, testing.current_range) == (float(v_range), float(a_range))
     gos = [c for c in ptd.commands if c.startswith("Go,")]
     assert gos == ["Go,50,0,wall-ranging", "Go,50,0,wall"]
@@ -125,16 +144,17 @@ def test_ramp_energy_with_ranges_from_the_module_level_ranging_pass() -> None:
     wave = Ramp(start_w=50.0, slope_w_per_s=100.0)
     with LoopbackPtd(wave) as ptd:
         v_range, a_range = ranging_pass(
-            HOST, ptd.port, lambda: time.sleep(0.6), sample_period_s=PERIOD_S
+            HOST, ptd.port, lambda: time.sleep(0.6), sample_period_s=PERIOD_S, settle_s=SETTLE_S
         )
         # the ramp keeps rising: leave room for the testing pass's higher power
-        meter = PtdMeter("wall", HOST, ptd.port, PERIOD_S, v_range, "2")
+        meter = PtdMeter("wall", HOST, ptd.port, PERIOD_S, v_range, "2", settle_s=SETTLE_S)
         with meter:
             time.sleep(1.5)
         record = meter.record()
         ranging, testing = ptd.measurements[0], ptd.measurements[-1]
 
-    assert [c for c in ptd.commands if c.startswith("SR,V,")] == ["SR,V,Auto", f"SR,V,{v_range}"]
+    sr_v = [c for c in ptd.commands if c.startswith("SR,V,")]
+    assert sr_v == ["SR,V,Auto", "SR,V,Auto", f"SR,V,{v_range}", "SR,V,Auto"]
     # the ramp peaks at the ranging pass's last sample read: 1.1 x its amps, rounded up. How
     # many samples that pass read depends on timing (a stall adds a sample or two, each 5 W
     # higher), so the figure is checked against the samples the meter really sent
@@ -165,10 +185,12 @@ def test_ramp_energy_with_ranges_from_the_module_level_ranging_pass() -> None:
 def test_constant_power_is_exact_and_over_range_samples_are_not_power() -> None:
     wave = Constant(200.0)
     with LoopbackPtd(wave) as ptd:
-        good = PtdMeter("wall", HOST, ptd.port, PERIOD_S, "250", "1")
+        good = PtdMeter("wall", HOST, ptd.port, PERIOD_S, "250", "1", settle_s=SETTLE_S)
         with good:
             time.sleep(0.5)
-        too_small = PtdMeter("wall-small-range", HOST, ptd.port, PERIOD_S, "250", "0.5")
+        too_small = PtdMeter(
+            "wall-small-range", HOST, ptd.port, PERIOD_S, "250", "0.5", settle_s=SETTLE_S
+        )
         with too_small:
             time.sleep(0.3)
 
@@ -194,7 +216,7 @@ def test_constant_power_is_exact_and_over_range_samples_are_not_power() -> None:
 )
 def test_connection_lost_after_n_samples_keeps_them(fault: Fault, problem: str) -> None:
     with LoopbackPtd(Constant(150.0), drop_after_samples=5, fault=fault) as ptd:
-        meter = PtdMeter("wall", HOST, ptd.port, PERIOD_S, timeout_s=0.3)
+        meter = PtdMeter("wall", HOST, ptd.port, PERIOD_S, timeout_s=0.3, settle_s=SETTLE_S)
         with meter:  # no exception may escape
             time.sleep(0.7)
         record = meter.record()
@@ -214,7 +236,7 @@ def test_connection_lost_after_n_samples_keeps_them(fault: Fault, problem: str) 
 def test_connection_dropped_after_some_seconds() -> None:
     drop_s = 0.4
     with LoopbackPtd(Constant(80.0), drop_after_s=drop_s) as ptd:
-        meter = PtdMeter("wall", HOST, ptd.port, PERIOD_S, timeout_s=1.0)
+        meter = PtdMeter("wall", HOST, ptd.port, PERIOD_S, timeout_s=1.0, settle_s=SETTLE_S)
         with meter:
             time.sleep(0.8)
         record = meter.record()
@@ -230,7 +252,7 @@ def test_connection_dropped_after_some_seconds() -> None:
 
 def test_unavailable_when_nothing_listens() -> None:
     port = free_port()
-    meter = PtdMeter("wall", HOST, port, PERIOD_S, timeout_s=0.5)
+    meter = PtdMeter("wall", HOST, port, PERIOD_S, timeout_s=0.5, settle_s=SETTLE_S)
     reason = meter.unavailable_reason()
     assert reason is not None
     assert f"{HOST}:{port}" in reason and "cannot connect" in reason
@@ -292,3 +314,179 @@ def test_rl_returns_every_unread_sample_with_ptdaemon_stamps() -> None:
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)]
     assert gaps == pytest.approx([PERIOD_S] * (count - 1), abs=0.0011)  # millisecond stamps
     assert received >= ptd.measurements[0].go_monotonic + count * PERIOD_S
+
+
+# -- MLPerf's rules (issue 11) ---------------------------------------------------------------
+
+
+def _pass(
+    ptd: LoopbackPtd, seconds: float, v_range: str = "Auto", a_range: str = "Auto", **kw: Any
+) -> tuple[dict[str, Any], float, float]:
+    """One measured pass: the record and the window the body ran in."""
+    meter = PtdMeter("wall", HOST, ptd.port, PERIOD_S, v_range, a_range, settle_s=SETTLE_S, **kw)
+    with meter:
+        start = time.monotonic()
+        time.sleep(seconds)
+        end = time.monotonic()
+    return meter.record(), start, end
+
+
+def test_uncertainty_over_one_percent_under_fixed_ranges_is_what_mlperf_rejects() -> None:
+    # the issue's case: 100 W on a 300 V x 20 A range. The loopback's analyzer states
+    # 0.1 % of reading + 0.1 % of the power range: 0.001 + 0.001 x 6000 / 100 = 6.1 %
+    with LoopbackPtd(Constant(100.0)) as ptd:
+        wide, start, end = _pass(ptd, 0.5, "300", "20")
+        # 100 W / (230 V x 0.95) = 0.458 A: a 250 V x 0.6 A range gives 0.1 % + 0.15 % = 0.25 %
+        snug, s_start, s_end = _pass(ptd, 0.5, "250", "0.6")
+        auto, a_start, a_end = _pass(ptd, 0.3)
+    assert wide["status"] == "ok" and wide["power_samples"]  # the samples themselves are fine
+    assert wide["uncertainty"]["relative"] == pytest.approx(0.061, abs=1e-6)
+    problems = ptd_mlperf.rejections(wide, start, end)
+    total = wide["extra"]["meter_summary"]["samples"]
+    assert problems == [
+        f"MLPerf would reject this run: {total} of {total} samples over the analyzer's "
+        "uncertainty limit",
+        "MLPerf would reject this run: maximum uncertainty 6.10% is above 1% (average 6.10%)",
+    ]
+    assert snug["uncertainty"]["relative"] == pytest.approx(0.0025, abs=1e-6)
+    assert ptd_mlperf.rejections(snug, s_start, s_end) == []
+    # auto ranges: PTDaemon states no uncertainty, and MLPerf measures on fixed ranges only
+    (reason,) = ptd_mlperf.rejections(auto, a_start, a_end)
+    assert reason.startswith("MLPerf would reject this run: the pass ran on auto ranges")
+    # uncertainty checking inactive under fixed ranges (the daemon answers -1)
+    inactive = copy.deepcopy(snug)
+    inactive["extra"]["uncertainty_reply"] = "Uncertainty,-1,-1,-1,10,0,0,10"
+    (reason,) = ptd_mlperf.rejections(inactive, s_start, s_end)
+    assert "uncertainty checking is not active" in reason
+
+
+def test_error_samples_are_counted_and_reject_the_window() -> None:
+    # samples 3 and 4 of the first pass are the analyzer's errors (Watts -1)
+    with LoopbackPtd(Constant(200.0), error_samples={1: {3, 4}}) as ptd:
+        record, start, end = _pass(ptd, 0.5, "250", "1")
+    errors = record["extra"]["error_samples"]
+    assert [code for _, code in errors] == [-1.0, -1.0]
+    assert record["extra"]["observed"]["invalid_samples"] == 2
+    assert all(w == 200.0 for _, w in record["power_samples"])  # never used as power
+    # sample k covers [(k-1) p, k p] after Go and sits at its midpoint: 3 and 4 at ~0.125 s
+    # and ~0.175 s, inside the window that began right after Go
+    assert all(start <= t <= end for t, _ in errors)
+    problems = ptd_mlperf.rejections(record, start, end)
+    total = record["extra"]["meter_summary"]["samples"]
+    assert problems == [
+        # an error sample has no uncertainty either (the analyzer's summary says so)
+        f"MLPerf would reject this run: 2 of {total} samples of unknown uncertainty",
+        "MLPerf would reject this run: 2 error sample(s) inside the window (PTDaemon codes -1)",
+    ]
+    # a window that starts after them: the error samples are not in it
+    later = ptd_mlperf.rejections(record, errors[-1][0] + 1e-3, end)
+    assert not [p for p in later if "error sample" in p]
+    # the meter's own summary agrees with what RL returned, the final read included
+    summary = record["extra"]["meter_summary"]
+    assert summary["samples"] == len(record["power_samples"]) + 2 and summary["errors"] == 2
+    # one sample fewer than the meter logged: the counts disagree
+    short = copy.deepcopy(record)
+    short["power_samples"] = short["power_samples"][:-1]
+    (mismatch,) = [p for p in ptd_mlperf.rejections(short, start, end) if "summary" in p]
+    assert f"counts {summary['samples']} samples (2 errors); RL returned " in mismatch
+
+
+@pytest.mark.parametrize(
+    ("style", "command", "refused"),
+    [
+        ("star", "RL,*,*", []),
+        ("plain", "RL", [["RL,*,*", "Invalid number of parameters"]]),
+        ("dc", "DC-RL", [["RL,*,*", "Unknown command"]]),
+    ],
+)
+def test_rl_variant_is_negotiated_like_power_dev(
+    style: RlStyle, command: str, refused: list[list[str]]
+) -> None:
+    with LoopbackPtd(Constant(150.0), rl_style=style) as ptd:
+        record, _, _ = _pass(ptd, 0.4, "250", "1")
+        reads = [c for c in ptd.commands if "RL" in c]
+    assert record["status"] == "ok", record["reason"]
+    assert [w for _, w in record["power_samples"]] == [150.0] * len(record["power_samples"])
+    assert len(record["power_samples"]) >= 6
+    assert record["extra"]["rl_command"] == command
+    assert record["extra"]["rl_refused"] == refused
+    # the refused variants were tried once, first; every later read used the answered one
+    assert reads[: len(refused)] == [r[0] for r in refused]
+    assert set(reads[len(refused) :]) == {command}
+
+
+def test_multichannel_ranges_come_from_the_highest_element() -> None:
+    # two elements carrying 75 % and 25 % of 300 W at 230 V, PF 0.95: element 1 draws
+    # 0.75 x 300 / (230 x 0.95) = 1.02975 A, the sum 1.37300 A. The range is per element:
+    # 1.1 x 1.02975 = 1.13272 A, rounded up to 4 digits: 1.133 (the sum would give 1.511)
+    with LoopbackPtd(Constant(300.0), channels=(0.75, 0.25)) as ptd:
+        v_range, a_range = ranging_pass(
+            HOST, ptd.port, lambda: time.sleep(0.4), sample_period_s=PERIOD_S, settle_s=SETTLE_S
+        )
+        record, start, end = _pass(ptd, 0.4, v_range, a_range)
+    assert (v_range, a_range) == ("230.0", "1.133")
+    # the sum's 1.373 A is above the range, each element's current is not: no over-range
+    assert record["extra"]["error_samples"] == []
+    assert {w for _, w in record["power_samples"]} == {300.0}
+    channels = record["extra"]["observed"]["channels"]
+    assert [c["channel"] for c in channels] == [1, 2]
+    assert channels[0]["max_amps"] == pytest.approx(1.02975, abs=1e-5)
+    assert channels[1]["max_amps"] == pytest.approx(0.34325, abs=1e-5)
+    assert ptd_mlperf.rejections(record, start, end) == []
+
+
+def test_settle_times_restore_and_the_final_read() -> None:
+    settle = 0.2
+    assert PtdMeter("wall", HOST, 1).settle_s == 10.0  # MLPerf's default
+    with LoopbackPtd(Constant(120.0)) as ptd:
+        ptd.voltage_range, ptd.current_range = 300.0, 5.0  # the lab left fixed ranges set
+        meter = PtdMeter("wall", HOST, ptd.port, PERIOD_S, "250", "1", settle_s=settle)
+        entered = time.monotonic()
+        with meter:
+            started = time.monotonic()
+            time.sleep(0.3)
+            body_end = time.monotonic()
+        record = meter.record()
+        m = ptd.measurements[0]
+        after = list(ptd.commands)
+        restored = (ptd.voltage_range, ptd.current_range)
+    # settle after SR before Go, and after the timed region before Stop
+    assert m.go_monotonic - entered >= settle and started >= m.go_monotonic
+    assert m.stop_monotonic is not None and m.stop_monotonic - body_end >= settle
+    assert record["extra"]["settle"] == {"before_go_s": settle, "before_stop_s": settle}
+    # after Stop: the samples logged since the last RL, then the analyzer's initial ranges
+    tail = after[after.index("Stop") :]
+    assert tail[1] == "RL,*,*" and tail[-2:] == ["SR,V,300", "SR,A,5"]
+    assert restored == (300.0, 5.0)
+    assert record["extra"]["restore"]["voltage"] == "300"
+    assert len(record["power_samples"]) == record["extra"]["meter_summary"]["samples"]
+    assert len(record["power_samples"]) == m.delivered
+    # the loopback runs on this machine's clock: PTDaemon's stamps trail ours by the latency
+    offset = record["extra"]["observed"]["clock_offset_s"]
+    assert -PERIOD_S - 0.1 <= offset["vs_local_median_s"] <= 0.01
+    assert offset["batches"] == len(record["extra"]["rl_batches"])
+
+
+def test_not_mlperf_notes_and_the_ranging_rule() -> None:
+    with LoopbackPtd(Constant(80.0)) as ptd:
+        record, _, _ = _pass(ptd, 0.2, "250", "1")
+    notes = ptd_mlperf.notes(record)
+    assert notes == [
+        "not MLPerf: sample period 50 ms (MLPerf: 1000 ms)",
+        "not MLPerf: settle 0.01 s before Go and 0.01 s before Stop (MLPerf: 10 s)",
+        "not MLPerf: PTDaemon 1.10.0 with analyzer 'LoopbackPTD' (MLPerf's checker accepts "
+        "PTDaemon 1.9.1, 1.9.2 with YokogawaWT210, YokogawaWT310, YokogawaWT330E)",
+    ]
+    mlperf = copy.deepcopy(record)
+    mlperf["extra"]["go"]["command"] = "Go,1000,0,wall"
+    mlperf["extra"]["settle"] = {"before_go_s": 10.0, "before_stop_s": 10.0}
+    mlperf["extra"]["identify"] = parse_identify(
+        "YokogawaWT310,1000,1,1,1,1,0,0,0,version=1.9.2-abcdef-20210101,OS=x,mode=power"
+    )
+    assert ptd_mlperf.notes(mlperf) == []
+    # testing average >= ranging average - 5 %: 95.0 W passes against 100 W, 94.9 W does not
+    assert ptd_mlperf.ranging_rejection(95.0, 100.0) == ""
+    assert ptd_mlperf.ranging_rejection(94.9, 100.0) == (
+        "MLPerf would reject this run: the testing average 94.9 W is below the ranging "
+        "average 100 W minus 5% (95 W)"
+    )

@@ -2,9 +2,14 @@
 interface, the way MLPerf Power drives it, plus the MLPerf ranging procedure.
 
 `PtdClient` speaks the line protocol; `PtdMeter` is the instrument: on enter it connects,
-identifies the daemon, sets the voltage and current ranges and starts logging (`Go`); a
-daemon thread then reads the logged samples (`RL`) until exit, which stops logging (`Stop`)
-and asks the meter for its own summary (`Watts`) and uncertainty (`Uncertainty`).
+identifies the daemon, reads the analyzer's initial ranges (`RR`), sets this pass's ranges,
+waits the settle time and starts logging (`Go`); a daemon thread then reads the logged
+samples (`RL`) until exit, which waits the settle time again (still reading), stops
+logging (`Stop`), reads the samples logged since the last RL, asks the meter for its own
+summary (`Watts`) and uncertainty (`Uncertainty`) and restores the initial ranges
+(`SR,V,<initial>`, `SR,A,<initial>`; a fixed initial range is restored as it was, anything
+else as Auto, as power-dev does). Whether MLPerf would accept the pass is decided later,
+from the record alone, by `harness.instruments.ptd_mlperf`.
 
 Wire format (what this client relies on). ASCII lines; every command is one line ended by
 CR LF; every reply is one line (CR LF or LF), except RL: a header line and then N sample
@@ -24,12 +29,17 @@ raises `PtdError` with the command and the reply.
   SR,V,<Auto|volts>        any non-error reply (PTDaemon says "Range V changed")
   SR,A,<Auto|amps>         any non-error reply (PTDaemon says "Range A changed")
   Go,<period_ms>,0,<mark>  a reply starting "Starting" ("Starting untimed measurement, ...")
-  RL                       "Last <N> samples", then N lines
+  RL,*,* | RL | DC-RL      "Last <N> samples", then N lines
                            "Time,<MM-DD-YYYY HH:MM:SS.fff>,Watts,<W>,Volts,<V>,Amps,<A>,PF,<pf>"
-                           (more key,value pairs or channel groups may follow; the first
-                           Watts/Volts/Amps are used); "No unread samples" or "Insufficient
-                           unread samples": none yet. A negative Watts is the meter's error
-                           code (-1 error, -2 missed): counted, never used as power.
+                           (PF may be missing; a Mark pair and channel groups
+                           "Ch<n>,Watts,..,Volts,..,Amps,.." may follow: the first group is
+                           the power, each channel group an element's readings); "No unread
+                           samples" or "Insufficient unread samples": none yet. The variant
+                           is negotiated on the first read as power-dev does: `RL,*,*`, then
+                           `RL` on "Invalid number of parameters", `DC-RL` on "Unknown
+                           command" (a DC analyzer). A negative Watts is the meter's error
+                           code (-1 error, -2 missed): kept with its time in the record's
+                           error_samples, never used as power.
   Stop                     any non-error reply ("Stopping untimed measurement")
   Watts                    "Watts,<avg>,<min>,<max>,<samples>,<errors>,<valid>" over the
                            measurement: stored in extra as the meter's own cross-check
@@ -51,8 +61,13 @@ Ranging (MLPerf `lib/server.py`): a first pass runs the workload with `SR,V,Auto
 `SR,A,Auto`; the testing pass then uses a fixed voltage range of the highest RMS voltage
 seen and a current range of 1.1 x the highest RMS current seen (MLPerf's current rule; its
 earlier 3.3 x for loads under 75 W was withdrawn because it inflates the uncertainty).
-Values are rounded up to 4 significant digits. MLPerf also waits 10 s after setting the
-ranges before `Go` (`settle_s` here, 0 by default).
+Values are rounded up to 4 significant digits. On a multichannel analyzer the maxima are
+each element's (the sum group's current would set too wide a range). MLPerf waits 10 s
+after setting the ranges before `Go` and 10 s before `Stop` (`settle_s`, 10 s by default).
+
+Clock. Each RL batch's arrival is kept with its last sample's PTDaemon stamp and our UTC
+and local wall time (extra "rl_batches"); observed "clock_offset_s" is PTDaemon's clock
+minus ours (it includes the reply's latency).
 
 A connection that fails mid-run (closed, timed out, malformed reply) never raises out of
 the `with` block: the record says status "lost" and keeps the samples taken before.
@@ -71,7 +86,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
@@ -85,6 +100,19 @@ CURRENT_MARGIN = 1.1  # MLPerf: current range = 1.1 x the highest RMS current of
 RANGE_DIGITS = 4
 PTD_TIME_FORMAT = "%m-%d-%Y %H:%M:%S.%f"
 UNAVAILABLE_PROBE_TIMEOUT_S = 2.0
+# MLPerf Power's rules (mlcommons/power-dev lib/server.py and compliance/check.py, and the
+# inference submission checker's power checks)
+MLPERF_SETTLE_S = 10.0  # power-dev's ANALYZER_SLEEP_SECONDS: after SR before Go, before Stop
+MLPERF_PERIOD_MS = 1000  # Go,1000,0,<mark>
+MLPERF_UNCERTAINTY_LIMIT = 0.01  # no sample above 1 % under fixed ranges
+MLPERF_RANGING_TOLERANCE = 0.05  # testing average >= ranging average - 5 %
+# what power-dev's compliance/check.py accepts from `Identify` (the version stored here)
+MLPERF_PTD_VERSIONS = ("1.9.1", "1.9.2")
+MLPERF_ANALYZERS = ("YokogawaWT210", "YokogawaWT310", "YokogawaWT330E")
+# RL with all channels and fields; plain RL for a daemon that refuses parameters
+# ("Invalid number of parameters"); DC-RL for a DC analyzer's daemon ("Unknown command")
+RL_COMMANDS = ("RL,*,*", "RL", "DC-RL")
+MAX_FINAL_READS = 5
 
 _ERROR_PREFIXES = (
     "error",
@@ -97,6 +125,8 @@ _ERROR_PREFIXES = (
 _NO_UNREAD = re.compile(r"^(?:no|insufficient) unread", re.IGNORECASE)
 _LAST_N = re.compile(r"^Last (\d+) samples?$")
 _RANGE_VALUE = re.compile(r"^(?:auto|\d+(?:\.\d+)?)$", re.IGNORECASE)
+_CHANNEL = re.compile(r"^Ch\d+$")
+_VERSION = re.compile(r"^(\d+(?:\.\d+)*)")
 _IDENTIFY_FIELDS = (
     "driver",
     "interval_ms",
@@ -136,13 +166,16 @@ def is_error_reply(reply: str) -> bool:
 
 @dataclass(frozen=True)
 class PtdSample:
-    """One RL line: PTDaemon's timestamp (its host's local wall clock) and the readings."""
+    """One RL line: PTDaemon's timestamp (its host's local wall clock) and the readings of
+    the first group (the analyzer's sum on a multichannel analyzer); `channels` holds each
+    further group's (watts, volts, amps), one per analyzer element."""
 
     ptd_time: str
     watts: float
     volts: float | None
     amps: float | None
     power_factor: float | None
+    channels: tuple[tuple[float | None, float | None, float | None], ...] = ()
 
 
 def _number(text: str, what: str) -> float:
@@ -153,27 +186,47 @@ def _number(text: str, what: str) -> float:
 
 
 def parse_sample_line(line: str) -> PtdSample:
-    """`Time,<stamp>,Watts,<W>,Volts,<V>,Amps,<A>,PF,<pf>[,...]`; ValueError if malformed."""
+    """`Time,<stamp>,Watts,<W>,Volts,<V>,Amps,<A>,PF,<pf>[,Mark,<m>][,Ch1,Watts,...]`.
+
+    Groups: a `Ch<n>` token, or a key the current group already has, starts the next
+    channel's group. ValueError if malformed.
+    """
     fields = [f.strip() for f in line.split(",")]
     if len(fields) < 4 or fields[0] != "Time":
         raise ValueError("expected 'Time,<stamp>,Watts,<watts>,...'")
-    values: dict[str, str] = {}
-    for key, value in zip(fields[2::2], fields[3::2], strict=False):
-        if key in values:  # the next channel's group: keep the first (sum) channel
-            break
-        values[key] = value
-    if "Watts" not in values:
+    groups: list[dict[str, str]] = [{}]
+    i = 2
+    while i + 1 < len(fields):
+        key = fields[i]
+        if _CHANNEL.match(key):
+            groups.append({})
+            i += 1
+            continue
+        value = fields[i + 1]
+        i += 2
+        if key == "Mark":
+            continue
+        if key in groups[-1]:
+            groups.append({})
+        groups[-1][key] = value
+    first = groups[0]
+    if "Watts" not in first:
         raise ValueError("no Watts field")
 
-    def optional(key: str) -> float | None:
-        return _number(values[key], key) if key in values else None
+    def optional(group: dict[str, str], key: str) -> float | None:
+        return _number(group[key], key) if key in group else None
 
     return PtdSample(
         ptd_time=fields[1],
-        watts=_number(values["Watts"], "Watts"),
-        volts=optional("Volts"),
-        amps=optional("Amps"),
-        power_factor=optional("PF"),
+        watts=_number(first["Watts"], "Watts"),
+        volts=optional(first, "Volts"),
+        amps=optional(first, "Amps"),
+        power_factor=optional(first, "PF"),
+        channels=tuple(
+            (optional(g, "Watts"), optional(g, "Volts"), optional(g, "Amps"))
+            for g in groups[1:]
+            if g
+        ),
     )
 
 
@@ -203,6 +256,28 @@ def parse_ranges(reply: str) -> dict[str, Any]:
         except ValueError:
             pass
     return {"raw": reply}
+
+
+def initial_ranges(ranges: dict[str, Any]) -> tuple[str, str]:
+    """The (voltage, current) ranges to restore on exit from the first RR reply, as
+    power-dev reads it: a fixed range (auto flag 0, range > 0) is restored, anything else
+    (auto-ranging, unknown, an unreadable reply) as 'Auto'."""
+
+    def one(auto: str, value: str) -> str:
+        if ranges.get(auto) == 0 and float(ranges.get(value, -1)) > 0:
+            return f"{float(ranges[value]):g}"
+        return "Auto"
+
+    return one("voltage_auto", "voltage_range"), one("current_auto", "current_range")
+
+
+def identify_version(identify: dict[str, Any] | None) -> str:
+    """The PTDaemon version from `Identify` (its part before the first '-', as power-dev
+    reads `version=<x>-`); "" when none."""
+    if not identify:
+        return ""
+    match = _VERSION.match(str(identify.get("version", "")))
+    return match.group(1) if match else ""
 
 
 def parse_watts_summary(reply: str) -> dict[str, Any]:
@@ -291,6 +366,8 @@ class PtdClient:
         self._sock: socket.socket | None = None
         self._buf = b""
         self._lock = threading.Lock()
+        self.rl_command: str | None = None  # the RL variant this daemon answers
+        self.rl_refused: list[tuple[str, str]] = []  # (variant, reply) refused on the way
 
     def connect(self) -> None:
         self.close()
@@ -385,32 +462,56 @@ class PtdClient:
             raise PtdError("Hello", reply, f"not a PTDaemon (expected {HELLO_REPLY!r})")
 
     def read_samples(self, extra_wait_s: float = 0.0) -> tuple[list[PtdSample], float]:
-        """`RL`: the samples logged since the last RL, and the monotonic time the reply came.
+        """RL: the samples logged since the last RL, and the monotonic time the reply came.
 
+        The first call picks the variant as power-dev does: `RL,*,*`; on "Invalid number of
+        parameters" plain `RL`; on "Unknown command" `DC-RL` (a DC analyzer's daemon). The
+        variant answered is kept in `rl_command`, the refusals in `rl_refused`.
         `extra_wait_s` lengthens the timeout: PTDaemon may hold RL up to one sample period.
         """
         with self._lock:
-            self._send("RL")
-            header = self._read_line("RL", extra_wait_s)
-            received = time.monotonic()
+            command = self.rl_command or RL_COMMANDS[0]
+            while True:
+                self._send(command)
+                header = self._read_line(command, extra_wait_s)
+                received = time.monotonic()
+                if self.rl_command is not None:
+                    break
+                fallback = _rl_fallback(command, header)
+                if fallback is None:
+                    if not is_error_reply(header):
+                        self.rl_command = command
+                    break
+                self.rl_refused.append((command, header))
+                command = fallback
             if _NO_UNREAD.match(header):
                 return [], received
             match = _LAST_N.match(header.strip())
             if match is None:
                 if is_error_reply(header):
-                    raise PtdError("RL", header)
-                raise self._fail("RL", header, "unexpected reply (expected 'Last <N> samples')")
+                    raise PtdError(command, header)
+                raise self._fail(command, header, "unexpected reply (expected 'Last <N> samples')")
             count = int(match.group(1))
             if count > MAX_BATCH:
-                raise self._fail("RL", header, f"more than {MAX_BATCH} samples announced")
+                raise self._fail(command, header, f"more than {MAX_BATCH} samples announced")
             samples: list[PtdSample] = []
             for _ in range(count):
-                line = self._read_line("RL")
+                line = self._read_line(command)
                 try:
                     samples.append(parse_sample_line(line))
                 except ValueError as error:
-                    raise self._fail("RL", line, f"malformed sample line: {error}") from None
+                    raise self._fail(command, line, f"malformed sample line: {error}") from None
             return samples, received
+
+
+def _rl_fallback(command: str, reply: str) -> str | None:
+    """The next RL variant to try after `reply` refused `command`; None: no fallback."""
+    text = reply.strip().lower()
+    if command == "RL,*,*" and text.startswith("invalid number of parameters"):
+        return "RL"
+    if command in ("RL,*,*", "RL") and text.startswith("unknown command"):
+        return "DC-RL"
+    return None
 
 
 def _ptd_offsets(batch: Sequence[PtdSample], period_s: float) -> list[float]:
@@ -431,11 +532,22 @@ def _ptd_offsets(batch: Sequence[PtdSample], period_s: float) -> list[float]:
 class RangingResult:
     voltage_range: str
     current_range: str
-    info: dict[str, Any]  # what the ranging pass saw and chose, for the testing record
+    info: dict[str, Any]  # what the ranging pass saw and chose, with its raw record
+
+
+def _ptd_stamp(text: str) -> datetime | None:
+    try:
+        return datetime.strptime(text, PTD_TIME_FORMAT)
+    except ValueError:
+        return None
 
 
 class PtdMeter:
-    """Wall power from one PTDaemon; a context manager around exactly the timed region."""
+    """Wall power from one PTDaemon; a context manager around exactly the timed region.
+
+    `settle_s` (None: MLPerf's 10 s) is waited after setting the ranges before `Go`, and
+    after the timed region before `Stop`, with the samples still being read.
+    """
 
     kind = "ptdaemon"
 
@@ -449,12 +561,13 @@ class PtdMeter:
         current_range: str = "Auto",
         timeout_s: float = 5.0,
         *,
-        settle_s: float = 0.0,
+        settle_s: float | None = None,
         current_margin: float = CURRENT_MARGIN,
     ) -> None:
+        settle = MLPERF_SETTLE_S if settle_s is None else settle_s
         if not (sample_period_s > 0 and round(sample_period_s * 1000) >= 1):
             raise ValueError("sample_period_s must be at least 1 ms")
-        if timeout_s <= 0 or settle_s < 0 or current_margin < 1:
+        if timeout_s <= 0 or settle < 0 or current_margin < 1:
             raise ValueError("timeout_s > 0, settle_s >= 0 and current_margin >= 1 required")
         self.name = name
         self.host = host
@@ -463,7 +576,7 @@ class PtdMeter:
         self.voltage_range = _check_range(voltage_range, "voltage")
         self.current_range = _check_range(current_range, "current")
         self.timeout_s = timeout_s
-        self.settle_s = settle_s
+        self.settle_s = settle
         self.current_margin = current_margin
         self._ranging_info: dict[str, Any] | None = None
         self._reset()
@@ -478,11 +591,12 @@ class PtdMeter:
         self._status = "unavailable"
         self._reason = "never entered"
         self._samples: list[list[float]] = []
+        self._errors: list[list[float]] = []  # [t, code]: -1 error, -2 missed, ...
         self._volts: list[float] = []
         self._amps: list[float] = []
-        self._invalid = 0
+        self._channel_max: dict[int, list[float]] = {}  # channel -> [max volts, max amps]
         self._clamped = 0
-        self._batches = 0
+        self._batches: list[list[Any]] = []  # [received, count, last PTD stamp, utc, local]
         self._lost: tuple[float, int, str] | None = None
         self._uncertainty: dict[str, Any] = {
             "relative": None,
@@ -518,6 +632,7 @@ class PtdMeter:
             "port": self.port,
             "identify": None,
             "ranges": ranges,
+            "settle": {"before_go_s": self.settle_s, "before_stop_s": self.settle_s},
             "go": {"command": go, "reply": None},
             "timestamping": (
                 "RL batch anchored at its reply's arrival (monotonic), samples spaced by "
@@ -542,6 +657,8 @@ class PtdMeter:
             if not reply.startswith("Starting"):
                 raise PtdError(go, reply, "unexpected reply (expected 'Starting ...')")
         except PtdError as error:
+            if client.connected and "replies" in ranges:
+                self._restore(client)
             client.close()
             self._reason = f"could not start a measurement at {self.host}:{self.port}: {error}"
             return self
@@ -574,6 +691,8 @@ class PtdMeter:
         extra = copy.deepcopy(self._extra)
         if self._status != "unavailable":
             extra["observed"] = self._observed()
+            extra["error_samples"] = [list(e) for e in self._errors]
+            extra["rl_batches"] = [list(b) for b in self._batches]
         return {
             "name": self.name,
             "kind": self.kind,
@@ -608,7 +727,7 @@ class PtdMeter:
         )
         self.voltage_range = result.voltage_range
         self.current_range = result.current_range
-        self._ranging_info = result.info
+        self._ranging_info = {k: v for k, v in result.info.items() if k != "record"}
         return result.voltage_range, result.current_range
 
     # -- internals ---------------------------------------------------------------------------
@@ -628,26 +747,47 @@ class PtdMeter:
     def _ingest(self, batch: Sequence[PtdSample], received: float) -> None:
         if not batch:
             return
-        self._batches += 1
+        now = datetime.now(UTC)
+        self._batches.append(
+            [
+                received,
+                len(batch),
+                batch[-1].ptd_time,
+                now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                now.astimezone().replace(tzinfo=None).strftime(PTD_TIME_FORMAT),
+            ]
+        )
         offsets = _ptd_offsets(batch, self.sample_period_s)
         for sample, back in zip(batch, offsets, strict=True):
-            if sample.watts < 0:  # PTDaemon's error codes: -1 error, -2 missed sample
-                self._invalid += 1
-                continue
             t = received - back - self.sample_period_s / 2
+            if sample.watts < 0:  # PTDaemon's error codes: -1 error, -2 missed sample
+                self._errors.append([t, sample.watts])
+                continue
             if self._samples and t <= self._samples[-1][0]:
                 t = self._samples[-1][0] + 1e-6
                 self._clamped += 1
             self._samples.append([t, sample.watts])
+            if sample.channels:  # a multichannel analyzer: each element's own maxima
+                for number, (_, volts, amps) in enumerate(sample.channels, start=1):
+                    high = self._channel_max.setdefault(number, [-1.0, -1.0])
+                    high[0] = max(high[0], volts if volts is not None else -1.0)
+                    high[1] = max(high[1], amps if amps is not None else -1.0)
+                continue
             if sample.volts is not None and sample.volts >= 0:
                 self._volts.append(sample.volts)
             if sample.amps is not None and sample.amps >= 0:
                 self._amps.append(sample.amps)
 
+    def _lose(self, error: PtdError) -> None:
+        self._lost = (time.monotonic(), len(self._samples), str(error))
+        self._uncertainty["source"] = "not available: the connection was lost"
+
     def _finish(self) -> None:
         client, thread = self._client, self._thread
         if client is None or thread is None:
             return
+        if self.settle_s and self._lost is None:
+            self._stop.wait(self.settle_s)  # MLPerf: the analyzer settles before Stop
         self._stop.set()
         thread.join(self.timeout_s + 2 * self.sample_period_s + 1.0)
         if thread.is_alive():  # a read that will not end: cut the connection under it
@@ -656,15 +796,30 @@ class PtdMeter:
         if self._lost is not None:
             self._uncertainty["source"] = "not available: the connection was lost"
             return
+        self._extra["rl_command"] = client.rl_command
+        self._extra["rl_refused"] = [list(r) for r in client.rl_refused]
         try:
             self._extra["stop_reply"] = client.command("Stop")
         except PtdError as error:
             if error.reply is None:
-                self._lost = (time.monotonic(), len(self._samples), str(error))
-                self._uncertainty["source"] = "not available: the connection was lost"
+                self._lose(error)
                 return
             self._extra["stop_reply"] = error.reply  # e.g. the meter already stopped itself
         problems: list[str] = []
+        final: list[int] = []
+        try:  # the samples logged between the last RL and Stop
+            for _ in range(MAX_FINAL_READS):
+                batch, received = client.read_samples()
+                if not batch:
+                    break
+                final.append(len(batch))
+                self._ingest(batch, received)
+        except PtdError as error:
+            if error.reply is None:
+                self._lose(error)
+                return
+            problems.append(f"final RL after Stop: {error}")
+        self._extra["final_read"] = final
         try:
             self._extra["meter_summary"] = parse_watts_summary(client.request("Watts"))
             reply = client.request("Uncertainty")
@@ -673,8 +828,22 @@ class PtdMeter:
         except PtdError as error:  # the samples are complete; only the summary is missing
             problems.append(str(error))
             self._uncertainty["source"] = f"not available: {error}"
+        if client.connected:
+            self._restore(client)
         if problems:
             self._extra["exit_problems"] = problems
+
+    def _restore(self, client: PtdClient) -> None:
+        """Back to the ranges the analyzer had before this pass (power-dev does the same)."""
+        initial = self._extra["ranges"].get("initial") or {}
+        volts, amps = initial_ranges(initial)
+        restore: dict[str, Any] = {"voltage": volts, "current": amps}
+        try:
+            restore["SR,V"] = client.request(f"SR,V,{volts}")
+            restore["SR,A"] = client.request(f"SR,A,{amps}")
+        except PtdError as error:
+            restore["problem"] = str(error)
+        self._extra["restore"] = restore
 
     def _uncertainty_from(self, reply: str) -> dict[str, Any]:
         fields = parse_uncertainty(reply)
@@ -699,15 +868,52 @@ class PtdMeter:
 
     def _observed(self) -> dict[str, Any]:
         watts = [w for _, w in self._samples]
+        channels = [
+            {"channel": n, "max_volts": high[0], "max_amps": high[1]}
+            for n, high in sorted(self._channel_max.items())
+        ]
+        if channels:  # ranges are per element: the highest element's readings
+            max_volts: float | None = max(c["max_volts"] for c in channels)
+            max_amps: float | None = max(c["max_amps"] for c in channels)
+        else:
+            max_volts = max(self._volts) if self._volts else None
+            max_amps = max(self._amps) if self._amps else None
         return {
             "valid_samples": len(self._samples),
-            "invalid_samples": self._invalid,
-            "rl_batches": self._batches,
+            "invalid_samples": len(self._errors),
+            "rl_batches": len(self._batches),
             "timestamps_clamped": self._clamped,
-            "max_volts": max(self._volts) if self._volts else None,
-            "max_amps": max(self._amps) if self._amps else None,
+            "max_volts": max_volts,
+            "max_amps": max_amps,
+            "channels": channels,
             "mean_watts": statistics.fmean(watts) if watts else None,
+            "clock_offset_s": clock_offset(self._batches),
         }
+
+
+def clock_offset(batches: Sequence[Sequence[Any]]) -> dict[str, Any] | None:
+    """PTDaemon's clock minus ours, from each RL reply: its last sample's stamp against our
+    local and UTC wall time when the reply came (so it includes the reply's latency, up to
+    one sample period). Median and extremes; None when no stamp parses."""
+    local: list[float] = []
+    utc: list[float] = []
+    for batch in batches:
+        stamp = _ptd_stamp(str(batch[2]))
+        if stamp is None:
+            continue
+        ours_local = _ptd_stamp(str(batch[4]))
+        ours_utc = datetime.strptime(str(batch[3]), "%Y-%m-%dT%H:%M:%S.%fZ")
+        if ours_local is not None:
+            local.append((stamp - ours_local).total_seconds())
+        utc.append((stamp - ours_utc).total_seconds())
+    if not utc:
+        return None
+    return {
+        "vs_local_median_s": statistics.median(local) if local else None,
+        "vs_utc_median_s": statistics.median(utc),
+        "vs_local_range_s": [min(local), max(local)] if local else None,
+        "batches": len(utc),
+    }
 
 
 def run_ranging(
@@ -718,10 +924,11 @@ def run_ranging(
     name: str = "ptd-ranging",
     sample_period_s: float = 1.0,
     timeout_s: float = 5.0,
-    settle_s: float = 0.0,
+    settle_s: float | None = None,
     current_margin: float = CURRENT_MARGIN,
 ) -> RangingResult:
-    """The ranging pass in full: ranges for the testing pass and what they came from.
+    """The ranging pass in full: ranges for the testing pass and what they came from, with
+    the pass's raw record (info["record"]) and the time `run` took (info["window"]).
 
     PtdError when the pass lost its connection or saw no voltage or current readings.
     """
@@ -737,7 +944,9 @@ def run_ranging(
         current_margin=current_margin,
     )
     with meter:
+        start = time.monotonic()
         run()
+        end = time.monotonic()
     record = meter.record()
     if record["status"] != "ok":
         raise PtdError("ranging pass", None, f"{record['status']}: {record['reason']}")
@@ -751,6 +960,7 @@ def run_ranging(
             "(was the workload shorter than one sample period?)",
         )
     voltage_range, current_range = choose_ranges(max_volts, max_amps, current_margin)
+    per = "the highest element's " if observed["channels"] else ""
     info = {
         "voltage": "Auto",
         "current": "Auto",
@@ -758,14 +968,18 @@ def run_ranging(
         "invalid_samples": observed["invalid_samples"],
         "max_volts": max_volts,
         "max_amps": max_amps,
+        "channels": observed["channels"],
         "mean_watts": observed["mean_watts"],
         "chosen": {"voltage": voltage_range, "current": current_range},
         "rule": (
-            f"voltage range = max RMS volts, current range = {current_margin:g} x max RMS "
-            f"amps, rounded up to {RANGE_DIGITS} significant digits (MLPerf power-dev)"
+            f"voltage range = {per}max RMS volts, current range = {current_margin:g} x "
+            f"{per}max RMS amps, rounded up to {RANGE_DIGITS} significant digits "
+            "(MLPerf power-dev)"
         ),
         "identify": record["extra"].get("identify"),
         "clock": record["clock"],
+        "window": [start, end],
+        "record": record,
     }
     return RangingResult(voltage_range, current_range, info)
 
@@ -778,7 +992,7 @@ def ranging_pass(
     name: str = "ptd-ranging",
     sample_period_s: float = 1.0,
     timeout_s: float = 5.0,
-    settle_s: float = 0.0,
+    settle_s: float | None = None,
     current_margin: float = CURRENT_MARGIN,
 ) -> tuple[str, str]:
     """Run `run` with auto ranges; the fixed (voltage, current) ranges for the testing pass."""

@@ -1,14 +1,22 @@
 """`power.gemm_load`: typical power and operations per joule under a sustained GEMM load.
 
-collect: an idle interval with every instrument sampling, then the reference GEMM run
-back-to-back for a fixed duration with the instruments entered just before and left just
-after the timed window; the window, the operation count and every instrument's raw record
-go to the evidence.
+collect: an idle interval with every instrument sampling, a warm-up, then the reference
+GEMM run back-to-back for a fixed duration with the instruments entered just before and
+left just after the timed window; the window, the operation count and every instrument's
+raw record go to the evidence. A wall meter with a ranging pass (PTDaemon) ranges each
+window on that window's own workload and duration, as MLPerf does: the idle interval once
+with auto ranges before it is measured, the load once after the warm-up before it is
+measured; the ranging passes' raw records go to ranging/<idle|load>/<meter>.json. A
+PTDaemon's settle time is its `settle_s`, else MLPerf's 10 s (QUICK_SETTLE_S under --quick);
+the plan records which.
 score: energy and average power per instrument over exactly that window (see
 `harness.power`), idle power over the idle window, TOPS/W from the same window's operations
 and energy. The figure that judges the suite's indicator comes from the first instrument of
 an allowed domain; a partial-domain instrument (NVML, RAPL) is labelled and cannot pass a
-wall-power indicator unless the suite allows its domain.
+wall-power indicator unless the suite allows its domain. A PTDaemon figure that MLPerf's
+checker would reject (`harness.instruments.ptd_mlperf`: uncertainty, error samples, the
+meter's counts, the testing-vs-ranging rule) cannot decide a verdict either; where the pass
+is run otherwise than MLPerf runs it, its label says "not MLPerf".
 """
 
 from __future__ import annotations
@@ -16,12 +24,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from dataclasses import replace
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness import instruments as instruments_mod
 from harness.evidence import EvidenceReader
+from harness.instruments import ptd_mlperf
+from harness.instruments.ptdaemon import MLPERF_SETTLE_S
 from harness.power import (
     Window,
     WindowEnergy,
@@ -38,6 +49,7 @@ from harness.schema import Interval, Measurement, Unmeasured
 from harness.units import convert
 
 Domain = Literal["wall", "gpu-board", "cpu-package", "dram"]
+QUICK_SETTLE_S = 1.0  # a --quick run's PTDaemon settle time (MLPerf's is 10 s)
 METRICS = ("typical_w", "gross_w", "net_w", "idle_w", "energy_j", "tops_per_w", "throughput")
 
 
@@ -133,26 +145,36 @@ class PowerProbe:
             sync()
             return count
 
-        usable = self._ranging(ctx, usable, busy, plan_record, failures)
-        if not usable:
-            plan_record.update(status="not_run", reason="; ".join(failures))
-            ctx.evidence.write_json("plan.json", plan_record)
-            return failures
-        plan_record["status"] = "run"
-        ctx.evidence.write_json("plan.json", plan_record)
+        usable = [_with_settle(spec, ctx.quick, plan_record) for spec in usable]
 
-        ctx.progress(f"idle {args.idle_s:g} s")
-        idle_window, idle_records = _sample(usable, lambda: time.sleep(args.idle_s))
-        ctx.progress(f"warm-up {args.warmup_s:g} s")
-        busy(args.warmup_s)
+        def idle() -> None:
+            time.sleep(args.idle_s)
+
         iterations = 0
 
         def load() -> None:
             nonlocal iterations
             iterations = busy(args.duration_s)
 
+        # MLPerf: a wall meter ranges on the very workload it then measures, for the same
+        # duration; the idle window has its own ranging pass, the load's comes after warm-up
+        idle_specs = self._ranging(ctx, usable, "idle", idle, plan_record, failures)
+        if not idle_specs:
+            plan_record.update(status="not_run", reason="; ".join(failures))
+            ctx.evidence.write_json("plan.json", plan_record)
+            return failures
+        ctx.progress(f"idle {args.idle_s:g} s")
+        idle_window, idle_records = _sample(idle_specs, idle)
+        ctx.progress(f"warm-up {args.warmup_s:g} s")
+        busy(args.warmup_s)
+        still = {spec.name for spec in idle_specs}  # ranged afresh from the unranged specs
+        load_specs = self._ranging(
+            ctx, [s for s in usable if s.name in still], "load", load, plan_record, failures
+        )
         ctx.progress(f"load {args.duration_s:g} s")
-        load_window, load_records = _sample(usable, load)
+        load_window, load_records = _sample(load_specs, load)
+        plan_record["status"] = "run"
+        ctx.evidence.write_json("plan.json", plan_record)
         for name, record in {**idle_records, **load_records}.items():
             if record.get("status") == "lost":
                 failures.append(f"instrument {name} lost: {record.get('reason', '')}")
@@ -177,32 +199,38 @@ class PowerProbe:
         self,
         ctx: CollectContext,
         usable: list[Any],
-        busy: Callable[[float], int],
+        phase: Literal["idle", "load"],
+        body: Callable[[], None],
         plan_record: dict[str, Any],
         failures: list[str],
     ) -> list[Any]:
-        """Ranging passes (wall meters): the workload once with auto ranges, so the testing
-        passes run with fixed ranges; an instrument whose ranging fails is dropped."""
+        """Ranging passes (wall meters) on `body`, the workload of the window that follows:
+        auto ranges first, so that window is measured on fixed ranges. An instrument whose
+        ranging fails is dropped (and marked unavailable in the plan)."""
         ready = []
         for spec in usable:
             if not hasattr(spec, "after_ranging"):
                 ready.append(spec)
                 continue
-            ctx.progress(f"{spec.name}: ranging pass")
-
-            def load_for(seconds: float) -> None:
-                busy(seconds)
-
+            ctx.progress(f"{spec.name}: ranging pass ({phase})")
             try:
-                fixed, info = spec.after_ranging(load_for)
+                # the pass runs `body` itself, whatever ranging_s the spec names
+                fixed, info = spec.after_ranging(lambda _seconds: body())
             except Exception as error:
-                failures.append(f"instrument {spec.name}: ranging pass failed: {error}")
+                failures.append(f"instrument {spec.name}: {phase} ranging pass failed: {error}")
                 for entry in plan_record["instruments"]:
                     if entry["name"] == spec.name:
-                        entry["unavailable"] = f"ranging pass failed: {error}"
+                        entry["unavailable"] = f"{phase} ranging pass failed: {error}"
                 continue
             if info:
-                ctx.evidence.write_json(f"ranging/{spec.name}.json", info)
+                info["workload"] = (
+                    f"the {phase} window's own workload, for its full duration (MLPerf); "
+                    "the instrument's ranging_s is not used"
+                )
+                ctx.evidence.write_json(f"ranging/{phase}/{spec.name}.json", info)
+                for entry in plan_record["instruments"]:
+                    if entry["name"] == spec.name:
+                        entry.setdefault("ranging", []).append(phase)
             ready.append(fixed)
         return ready
 
@@ -224,13 +252,12 @@ class PowerProbe:
         unit = ops_unit(args.precision)
         base_unit = "OPS" if unit == "TOPS" else "FLOPS"
         names = [i["name"] for i in plan_record["instruments"] if i["unavailable"] is None]
-        per_instrument: list[tuple[WindowEnergy, WindowEnergy]] = [
-            (
-                window_energy(evidence.read_json(f"load/{name}.json"), load),
-                window_energy(evidence.read_json(f"idle/{name}.json"), idle),
-            )
-            for name in names
-        ]
+        ranged = {
+            i["name"]: i.get("ranging", [])
+            for i in plan_record["instruments"]
+            if i["unavailable"] is None
+        }
+        per_instrument = [_energies(evidence, name, ranged[name], load, idle) for name in names]
         measurements: list[Measurement] = [
             Measurement(
                 id="throughput",
@@ -278,6 +305,48 @@ class PowerProbe:
         return ScoreResult(measurements + headline, unmeasured)
 
 
+def _energies(
+    evidence: EvidenceReader, name: str, ranged: list[str], load: Window, idle: Window
+) -> tuple[WindowEnergy, WindowEnergy]:
+    """One instrument's load and idle figures; a PTDaemon pass also answers to MLPerf's
+    rules (`harness.instruments.ptd_mlperf`), from its records and its ranging passes'."""
+    records = {phase: evidence.read_json(f"{phase}/{name}.json") for phase in ("load", "idle")}
+    windows = {"load": load, "idle": idle}
+    out = {}
+    for phase, record in records.items():
+        energy = window_energy(record, windows[phase])
+        if record["kind"] == "ptdaemon":
+            ranging = (
+                evidence.read_json(f"ranging/{phase}/{name}.json") if phase in ranged else None
+            )
+            energy = _mlperf_checked(energy, record, windows[phase], ranging, phase == "load")
+        out[phase] = energy
+    return out["load"], out["idle"]
+
+
+def _mlperf_checked(
+    energy: WindowEnergy,
+    record: dict[str, Any],
+    window: Window,
+    ranging: dict[str, Any] | None,
+    testing_workload: bool,
+) -> WindowEnergy:
+    """`energy` with MLPerf's rejections added to its problem and its "not MLPerf" notes
+    to its source. The ranging rule (testing average >= ranging average - 5 %) applies to
+    the load, the workload MLPerf measures."""
+    problems = ptd_mlperf.rejections(record, window.start_s, window.end_s)
+    if testing_workload and ranging is not None and energy.average_w is not None:
+        ranged = window_energy(ranging["record"], Window(*ranging["window"]))
+        if ranged.average_w is not None:
+            problems.append(ptd_mlperf.ranging_rejection(energy.average_w, ranged.average_w))
+    notes = ptd_mlperf.notes(record)
+    return replace(
+        energy,
+        problem="; ".join(p for p in (energy.problem, *problems) if p),
+        source="; ".join([energy.source, *notes]),
+    )
+
+
 def _ops_problem(window_record: dict[str, Any], device: str, args: PowerArgs) -> str:
     """Why the window's operation count cannot be relied on ("" when it can): the recorded
     size must be the suite's load size for the device, the recorded operations per
@@ -309,6 +378,24 @@ def _ops_problem(window_record: dict[str, Any], device: str, args: PowerArgs) ->
 
 
 # ------------------------------------------------------------------------ helpers
+
+
+def _with_settle(spec: Any, quick: bool, plan_record: dict[str, Any]) -> Any:
+    """A PTDaemon spec with its settle time resolved: the spec's own `settle_s` when it
+    names one, else MLPerf's 10 s (QUICK_SETTLE_S under --quick); the plan records which."""
+    if getattr(spec, "kind", "") != "ptdaemon":
+        return spec
+    if "settle_s" in spec.model_fields_set and spec.settle_s is not None:
+        value, source = float(spec.settle_s), "the instrument's settle_s"
+    elif quick:
+        value = QUICK_SETTLE_S
+        source = f"--quick: {QUICK_SETTLE_S:g} s, shortened from MLPerf's {MLPERF_SETTLE_S:g} s"
+    else:
+        value, source = MLPERF_SETTLE_S, f"MLPerf's {MLPERF_SETTLE_S:g} s"
+    for entry in plan_record["instruments"]:
+        if entry["name"] == spec.name:
+            entry["settle"] = {"before_go_s": value, "before_stop_s": value, "source": source}
+    return spec.model_copy(update={"settle_s": value})
 
 
 def _sample(
