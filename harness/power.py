@@ -177,6 +177,11 @@ def window_energy(record: dict[str, Any], window: Window) -> WindowEnergy:
         "uncertainty_source": uncertainty.get("source", "not stated"),
     }
     problems: list[str] = []
+    if record["kind"] == "nvml":  # NVML's own rules (harness.instruments.nvml_window)
+        from harness.instruments.nvml_window import prepare
+
+        record, nvml_problems = prepare(record, window)
+        problems += nvml_problems
     if record["kind"] == "meter-log":
         problems += log_problem(record)
     if record.get("status") == "lost":
@@ -216,12 +221,16 @@ def window_energy(record: dict[str, Any], window: Window) -> WindowEnergy:
             energy = integrate_power(samples, measured)
     count, expected, gap = _coverage(times, window, period)
     coverage = count / expected if expected > 0 else 0.0
-    if coverage < MIN_COVERAGE:
+    # NVML's 64-bit mJ counter does not wrap: readings that bracket the window (checked
+    # above) are enough, however sparse; RAPL's wrapping counter and power samples need
+    # coverage
+    counter_brackets = record["kind"] == "nvml" and source.startswith("energy counter")
+    if coverage < MIN_COVERAGE and not counter_brackets:
         problems.append(
             f"coverage {coverage:.1%}: {count} samples in {window.duration_s:.3f} s where "
             f"{expected:.1f} were expected at {period:g} s (need >= {MIN_COVERAGE:.0%})"
         )
-    if gap > MAX_GAP_PERIODS * period:
+    if gap > MAX_GAP_PERIODS * period and not counter_brackets:
         problems.append(
             f"longest gap {gap:.3f} s exceeds {MAX_GAP_PERIODS:g} sample periods ({period:g} s)"
         )

@@ -48,7 +48,8 @@ from harness.registry import probes
 from harness.schema import Interval, Measurement, Unmeasured
 from harness.units import convert
 
-Domain = Literal["wall", "gpu-board", "cpu-package", "dram"]
+# module: a GH200 counter, which covers the GPU, the CPU and memory together
+Domain = Literal["wall", "gpu-board", "module", "cpu-package", "dram"]
 QUICK_SETTLE_S = 1.0  # a --quick run's PTDaemon settle time (MLPerf's is 10 s)
 METRICS = ("typical_w", "gross_w", "net_w", "idle_w", "energy_j", "tops_per_w", "throughput")
 
