@@ -171,9 +171,10 @@ def judge(
     status, reason = judge_value(indicator.op, indicator.target, value, bound, exact, exact_kind)
     if status == "INCONCLUSIVE" and ci is not None and bound is not None:
         need = samples_need(indicator.op, indicator.target, ci, measurement.unit, indicator.unit)
+        need = need or ci.need  # a probe that knows what it takes says so in ci.need
         if need:
             reason = reason.replace(BOUND_NEED, need)
-    if status == "INCONCLUSIVE" and ci is not None and ci.need:
+    if status == "INCONCLUSIVE" and ci is not None and ci.need and ci.need not in reason:
         reason = f"{reason}; {ci.need}"
     elif status == "INCONCLUSIVE" and ci is None:
         reason = f"{reason}; {WHOLE_RUN_NEED}"

@@ -7,7 +7,15 @@ import sys
 import click
 
 from harness import __version__
-from harness.cli import audit_cmd, env_cmd, keygen_cmd, run_cmd, suites_cmd, verify_cmd
+from harness.cli import (
+    audit_cmd,
+    env_cmd,
+    keygen_cmd,
+    rating_sheet_cmd,
+    run_cmd,
+    suites_cmd,
+    verify_cmd,
+)
 from harness.errors import HarnessError
 
 
@@ -24,6 +32,7 @@ for command in (
     keygen_cmd.keygen,
     suites_cmd.suites,
     env_cmd.env,
+    rating_sheet_cmd.rating_sheet,
 ):
     cli.add_command(command)
 
