@@ -53,6 +53,7 @@ DRIVEN_DIMENSIONS = frozenset(
         "time",
         "sample_rate",
         "event_rate",  # false wake-ups per 24 h: the harness must play the audio itself
+        "token_rate",
     }
 )
 

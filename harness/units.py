@@ -43,6 +43,7 @@ _UNITS = [
     Unit("count", "count", 1.0),
     Unit("samples/s", "sample_rate", 1.0),
     Unit("queries/s", "sample_rate", 1.0),
+    Unit("tokens/s", "token_rate", 1.0),
 ]
 UNITS: dict[str, Unit] = {u.name: u for u in _UNITS}
 

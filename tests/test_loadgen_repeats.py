@@ -267,11 +267,12 @@ def test_precomputed_outputs_give_no_timed_figure(tmp_path: Path, scenario: str)
         accuracy_metric="top1",
         compliance=True,
     )
-    # nothing timed is worth repeating: one performance run (TEST01's sample), no TEST04
-    # runs, no search, then the accuracy run
+    # nothing timed is worth repeating: one performance run, TEST01's run (its outputs),
+    # no TEST04 run, no search, then the accuracy run
     assert sorted(p.name for p in (root / "runs").iterdir()) == [
         "01-performance-1",
-        "02-accuracy",
+        "02-test01",
+        "03-accuracy",
     ]
     assert jsonio.read(root / "config.json")["precomputed_outputs"] is True
     measured, unmeasured = _by_id(_score(root, args, spec))
@@ -281,6 +282,7 @@ def test_precomputed_outputs_give_no_timed_figure(tmp_path: Path, scenario: str)
         "server_qps",
         "server_max_valid_qps",
         "throughput",
+        "test01_performance",
         "test04_speedup",
     } & set(LoadgenProbe().metrics(args))
     assert timed and timed == set(unmeasured)

@@ -14,16 +14,18 @@ from harness.adapters import precomputed
 from harness.adapters.protocol import Sample, SutSession
 from harness.errors import BadInput
 from harness.probes.base import CollectContext
-from harness.probes.loadgen.args import LoadgenArgs
+from harness.probes.loadgen.args import TEST01_RNG_SEED, TEST04_SAME_INDEX, LoadgenArgs
 from harness.probes.loadgen.datasets import LABELS_FILE, Labels, build_dataset, read_labels
 from harness.probes.loadgen.driver import Driver
 from harness.probes.loadgen.logs import MAX_REASONS, PERFORMANCE, trial_passed
 from harness.probes.loadgen.runner import Runner
 from harness.probes.loadgen.sessions import open_session
 from harness.probes.loadgen.settings import (
+    MLPERF_FILE,
+    MlperfMode,
     Plan,
-    loadgen_settings,
     make_plan,
+    mlperf_mode,
     scenario_settings,
 )
 
@@ -39,6 +41,22 @@ def collect_evidence(ctx: CollectContext) -> list[str]:
     except (OSError, ValueError) as error:
         raise BadInput("dataset", args.dataset.get("kind"), str(error)) from None
     labels = _labels_for(args, len(samples))
+    try:
+        mlperf = mlperf_mode(args, ctx.sut_base_dir, ctx.quick)
+        if mlperf is not None:
+            wants = bool(mlperf.configured.get("use_token_latencies"))
+            if wants != args.use_token_latencies:
+                raise ValueError(
+                    f"LoadGen's mlperf.conf {'sets' if wants else 'does not set'} "
+                    f"use_token_latencies for {mlperf.model}: set use_token_latencies: "
+                    f"{str(wants).lower()}"
+                )
+    except (OSError, ValueError) as error:
+        raise BadInput(
+            "user_conf" if args.user_conf else "mlperf_model",
+            args.user_conf or args.mlperf_model,
+            str(error),
+        ) from None
     # a SUT that only replays pre-computed outputs is timed for nothing: collect makes only
     # the runs whose outputs are scored (one performance run for TEST01, the accuracy run)
     replayed = precomputed(ctx.sut)
@@ -56,8 +74,11 @@ def collect_evidence(ctx: CollectContext) -> list[str]:
                 "dataset": _dataset_facts(samples, args.dataset),
                 "session": _describe(session),
                 "loadgen": _loadgen_version(),
+                "serial_sut": args.workers == 0,
             },
         )
+        if mlperf is not None:
+            ctx.evidence.write_json(MLPERF_FILE, mlperf.record())
         if labels is not None:
             # score() reads these, never the dataset: keyed by sample (= qsl) index
             ctx.evidence.write_json(
@@ -71,11 +92,16 @@ def collect_evidence(ctx: CollectContext) -> list[str]:
                 },
             )
         driver = Driver(
-            lg, session, args.batch_size, args.workers, whole_query=args.scenario == "Offline"
+            lg,
+            session,
+            args.batch_size,
+            args.workers,
+            whole_query=args.scenario == "Offline",
+            tokens=args.use_token_latencies,
         )
         sut = lg.ConstructFastSUT(driver.issue, driver.flush)
         try:
-            _collect(ctx, args, lg, driver, sut, samples, failures, replayed)
+            _collect(ctx, args, lg, driver, sut, samples, failures, replayed, mlperf)
         finally:
             lg.DestroyFastSUT(sut)
     finally:
@@ -92,67 +118,73 @@ def _collect(
     samples: list[Sample],
     failures: list[str],
     replayed: bool,
+    mlperf: MlperfMode | None,
 ) -> None:
     ctx.progress("warm-up")
     warm = min(args.warmup_samples, max(1, len(samples) // 4))
     pilot = _warm_up(driver.session, samples, warm, args)
     repeats = 1 if replayed else args.performance_runs
-    plan = make_plan(args, pilot, ctx.seed, len(samples) - warm, repeats)
+    duration_s = None
+    if mlperf is not None and not mlperf.quick:
+        duration_s = mlperf.configured["min_duration_ms"] / 1000
+    plan = make_plan(args, pilot, ctx.seed, len(samples) - warm, repeats, duration_s)
     ctx.evidence.write_json("warmup.json", {**pilot, "plan": plan.__dict__})
     if pilot["failed"]:
         failures.append(
             f"warm-up: {pilot['failed']} of {pilot['answered']} samples failed "
             f"(first: {pilot['first_failures'][0]})"
         )
-    runs = Runner(ctx, args, lg, driver, sut, failures)
-    seeds = plan.seeds
-
-    if args.compliance and not replayed:
-        # Samples no earlier step has touched: a SUT that remembers answers cannot
-        # have any of them yet. Each fresh sample once, then one sample as often.
-        fresh = samples[warm:] or samples
-        count = min(len(fresh), args.test04_samples)
-        base = {
-            "min_duration_ms": 0,
-            "single_stream_expected_latency_ns": plan.expected_latency_ns,
-            "performance_sample_count_override": count,
-            **seeds,
-        }
-        runs.run(
-            "test04-unique",
-            fresh,
-            loadgen_settings("SingleStream", "PerformanceOnly", **base)
-            | {"performance_issue_unique": True},
-        )
-        runs.run(
-            "test04-same",
-            fresh,
-            loadgen_settings("SingleStream", "PerformanceOnly", **base)
-            | {
-                "performance_issue_same": True,
-                "performance_issue_same_index": plan.same_index % count,
-                "min_query_count": count,
-                "max_query_count": count,
-            },
-        )
+    runs = Runner(ctx, args, lg, driver, sut, failures, mlperf)
 
     target_qps = plan.target_qps
     if args.server_search and not replayed:
         target_qps = _search(args, runs, samples, plan) or target_qps
 
-    # the search ran once; the figure's runs are repeated, each with its own seeds, and
-    # with `compliance` every one of them logs a sample of its outputs for TEST01
+    def settings(seeds: dict[str, int]) -> dict[str, Any]:
+        values = scenario_settings(args, plan, target_qps, args.min_duration_s, mlperf)
+        # MLPerf mode keeps LoadGen's official seeds in every run
+        return values if mlperf is not None else values | seeds
+
+    # the search ran once; the figure's runs are repeated, each with its own seeds (in
+    # MLPerf mode all with the official ones); nothing else rides on them
     for k, repeat_seeds in enumerate(plan.performance_seeds, start=1):
-        main = scenario_settings(args, plan, target_qps, args.min_duration_s) | repeat_seeds
-        if args.compliance:
-            main |= {
+        runs.run(
+            f"{PERFORMANCE}-{k}",
+            samples,
+            settings(repeat_seeds),
+            repeat=(k, len(plan.performance_seeds)),
+        )
+
+    if args.compliance:
+        # MLPerf's compliance tests, each a run of its own with performance-1's settings
+        # (and seeds): TEST01 logs a seeded sample of its outputs (audit.config's
+        # accuracy_log_sampling_target and accuracy_log_rng_seed); TEST04 issues one
+        # sample (index 3) for the whole run
+        first = settings(plan.seeds)
+        runs.run(
+            "test01",
+            samples,
+            first
+            | {
                 "accuracy_log_sampling_target": args.test01_samples,
-                "accuracy_log_rng_seed": repeat_seeds["schedule_rng_seed"] ^ 0x5EED,
-            }
-        runs.run(f"{PERFORMANCE}-{k}", samples, main, repeat=(k, len(plan.performance_seeds)))
+                "accuracy_log_rng_seed": TEST01_RNG_SEED,
+            },
+        )
+        if not replayed:
+            count = min(len(samples), runs.performance_count(first))
+            runs.run(
+                "test04",
+                samples,
+                first
+                | {
+                    "performance_issue_unique": False,
+                    "performance_issue_same": True,
+                    "performance_issue_same_index": TEST04_SAME_INDEX % count,
+                },
+            )
 
     if args.accuracy or args.compliance:
-        accuracy = scenario_settings(args, plan, target_qps, args.min_duration_s)
+        accuracy = settings(plan.seeds)
         accuracy["mode"] = "AccuracyOnly"
         runs.run("accuracy", samples, accuracy, record_formats=True)
 

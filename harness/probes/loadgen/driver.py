@@ -35,6 +35,7 @@ class Driver:
         batch_size: int,
         workers: int,
         whole_query: bool = False,
+        tokens: bool = False,
     ) -> None:
         self.lg = lg
         self.session = session
@@ -59,6 +60,9 @@ class Driver:
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[tuple[list[int], list[int]] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        if tokens:
+            # LLM serving: first tokens reported apart, token counts with every answer
+            self._serve = self._serve_tokens  # type: ignore[method-assign]
 
     # ---------------------------------------------------------------- per run
 
@@ -265,6 +269,101 @@ class Driver:
             formats[s.index] = desc
             keep.append(hold)
             responses.append(response(rid, pointer, size))
+
+    # ---------------------------------------------------------------- token latencies
+
+    def _serve_tokens(self, ids: list[int], indices: list[int]) -> None:
+        """Answer through the session's `run_tokens` (see `TokenSession`): each first token
+        goes to LoadGen's FirstTokenComplete as it comes, each answer (its tokens) to
+        QuerySamplesComplete with its token count. A sample whose first token never came
+        is reported failed (its first token is then taken as its answer's arrival)."""
+        size = self.batch_size
+        for start in range(0, len(ids), size):
+            self._answer_tokens(ids[start : start + size], indices[start : start + size])
+
+    def _answer_tokens(self, ids: list[int], indices: list[int]) -> None:
+        lg = self.lg
+        response = lg.QuerySampleResponse
+        samples = cast("list[Sample]", [self.table[i] for i in indices])
+        keep: list[Any] = []
+        firsts = [False] * len(ids)
+
+        def first_token(position: int, token: Any) -> None:
+            if not 0 <= position < len(ids) or firsts[position]:
+                return
+            firsts[position] = True
+            try:
+                pointer, nbytes, hold, _ = encode_output(token)
+                keep.append(hold)
+            except Exception:
+                pointer = nbytes = 0
+            lg.FirstTokenComplete([response(ids[position], pointer, nbytes, 1)])
+
+        run_tokens = getattr(self.session, "run_tokens", None)
+        try:
+            if run_tokens is None:
+                raise TypeError("the session has no run_tokens (needed for token latencies)")
+            outs = run_tokens(samples, first_token)
+            if len(outs) != len(samples):
+                raise ValueError(f"session answered {len(outs)} of {len(samples)} samples")
+        except Exception as error:
+            self._fail(len(ids), f"session.run_tokens raised {type(error).__name__}: {error}")
+            self._complete_tokens(ids, [None] * len(ids), firsts, keep)
+            return
+        answers: list[tuple[int, int, int] | None] = []
+        formats = self.stats.formats
+        for s, o in zip(samples, outs, strict=True):
+            if o.error is not None or o.index != s.index or o.output is None:
+                self._fail(
+                    1,
+                    _failure(s, o)
+                    if o.output is not None or o.error
+                    else f"sample {s.index}: the session answered no tokens",
+                )
+                answers.append(None)
+                if self.record_formats:
+                    formats[s.index] = {"kind": "failed"}
+                continue
+            try:
+                pointer, nbytes, hold, desc = encode_output(o.output)
+                count = int(getattr(hold, "size", 0)) if desc["kind"] == "array" else 0
+                if count < 1:
+                    raise ValueError("an answer of tokens needs at least one token")
+            except Exception as error:
+                self._fail(1, f"sample {s.index}: {type(error).__name__}: {error}")
+                answers.append(None)
+                if self.record_formats:
+                    formats[s.index] = {"kind": "failed"}
+                continue
+            keep.append(hold)
+            answers.append((pointer, nbytes, count))
+            if self.record_formats:
+                formats[s.index] = {**desc, "tokens": count}
+        missing = [s.index for s, seen in zip(samples, firsts, strict=True) if not seen]
+        if missing:
+            self._fail(len(missing), f"samples {missing[:MAX_REASONS]}: no first token reported")
+        self._complete_tokens(ids, answers, firsts, keep)
+
+    def _complete_tokens(
+        self,
+        ids: list[int],
+        answers: list[tuple[int, int, int] | None],
+        firsts: list[bool],
+        keep: list[Any],
+    ) -> None:
+        """Every id gets a first token (when none came) and its completion."""
+        lg = self.lg
+        response = lg.QuerySampleResponse
+        late = [response(rid, 0, 0, 1) for rid, seen in zip(ids, firsts, strict=True) if not seen]
+        if late:
+            lg.FirstTokenComplete(late)
+        lg.QuerySamplesComplete(
+            [
+                response(rid, 0, 0, 1) if a is None else response(rid, a[0], a[1], a[2])
+                for rid, a in zip(ids, answers, strict=True)
+            ]
+        )
+        del keep
 
 
 def _picker(indices: list[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:

@@ -15,11 +15,14 @@ from harness.probes.loadgen.logs import (
     squash,
     trial_passed,
 )
+from harness.probes.loadgen.mlperf import mlperf_note
 from harness.schema import Interval, Measurement, Unmeasured
 from harness.stats import median_bounds
 
 EARLY_STOPPING_CONFIDENCE = 0.99  # LoadGen's early-stopping estimates (results.cc)
 SCENARIO_METRICS = ("latency_p90", "latency_p99", "server_qps", "throughput")
+TOKEN_METRICS = ("ttft_p99", "tpot_p99", "tokens_per_s")
+TOKEN_UNIT = "tokens/s"
 _SEED_KEYS = ("qsl_rng_seed", "sample_index_rng_seed", "schedule_rng_seed")
 
 
@@ -74,7 +77,10 @@ def _per_run(run: Run, value: float, **extra: Any) -> dict[str, Any]:
         "value": value,
         "query_count": int(log.get("result_query_count") or 0),
         "mean_latency_ms": ns_to_ms(log.get("result_mean_latency_ns", 0)),
-        "seeds": {k: run.run["settings"].get(k) for k in _SEED_KEYS},
+        # what LoadGen was handed (MLPerf mode: mlperf.conf's seeds, never in `settings`)
+        "seeds": {
+            k: run.run.get("applied_settings", run.run["settings"]).get(k) for k in _SEED_KEYS
+        },
         "invalid_reason": run_reason(run),
         **extra,
     }
@@ -87,6 +93,7 @@ def scenario_measurements(
     confidence: float,
     unmeasured: list[Unmeasured],
     wanted: set[str],
+    mlperf: dict[str, Any] | None = None,
 ) -> list[Measurement]:
     """The scenario's figures over the performance runs that have a LoadGen result (the
     others, and the compliance flags, make each figure unable to decide)."""
@@ -103,11 +110,18 @@ def scenario_measurements(
         "performance_runs": runs,
         "loadgen_logs": [f"{run.dir}/mlperf_log_summary.txt" for run in done],
         "settings": done[0].run["settings"],
+        "mlperf": mlperf,
+        # workers 0: each query is answered on LoadGen's issue thread, one at a time
+        "serial_sut": args.workers == 0,
     }
+    note = mlperf_note(mlperf) if mlperf else ""
+    extra: list[Measurement] = []
+    if args.use_token_latencies:
+        extra = token_measurements(args, done, common, invalid, confidence, note, wanted)
     if args.scenario in ("SingleStream", "MultiStream"):
-        return [_stream_latency(args, done, common, queries, invalid)]
+        return [_stream_latency(args, done, common, queries, invalid, note), *extra]
     if args.scenario == "Server":
-        return _server(args, done, common, queries, invalid, confidence)
+        return [*_server(args, done, common, queries, invalid, confidence, note), *extra]
     values = [float(run.log.get("result_samples_per_second") or 0.0) for run in done]
     value, ci = _median_interval(values, confidence)
     return [
@@ -120,23 +134,31 @@ def scenario_measurements(
             ci=ci,
             method=f"MLPerf LoadGen Offline: samples per second, all samples issued at once; "
             f"the median of {runs} performance runs; LoadGen's validity rules (minimum "
-            "duration and samples) gate every run",
+            f"duration and samples) gate every run{note}",
             details={
                 **common,
                 "expected_qps": done[0].run["settings"]["offline_expected_qps"],
                 "per_run": [_per_run(run, v) for run, v in zip(done, values, strict=True)],
             },
             invalid_reason=invalid,
-        )
+        ),
+        *extra,
     ]
 
 
 def _stream_latency(
-    args: LoadgenArgs, done: list[Run], common: dict[str, Any], queries: int, invalid: str
+    args: LoadgenArgs,
+    done: list[Run],
+    common: dict[str, Any],
+    queries: int,
+    invalid: str,
+    note: str = "",
 ) -> Measurement:
-    """SingleStream p90 / MultiStream p99: the median of the runs' percentiles, bounded by
-    the largest of their early-stopping estimates (each a 99% upper bound of the percentile
-    over its run's queries; the largest is at least as safe as any one of them)."""
+    """SingleStream p90 / MultiStream p99 as MLPerf reports it: LoadGen's early-stopping
+    estimate of the percentile (a 99% upper bound over the run's queries), the median of
+    the runs' estimates, bounded by the largest of them. The raw percentiles stay in the
+    details. A run whose early stopping was not met has no estimate: its raw percentile
+    stands in, and that run is INVALID by LoadGen's rules, so the figure cannot decide."""
     single = args.scenario == "SingleStream"
     key = (
         "result_90.00_percentile_latency_ns"
@@ -145,13 +167,14 @@ def _stream_latency(
     )
     es_key = "early_stopping_latency_ss" if single else "early_stopping_latency_ms"
     pct = "p90" if single else "p99"
-    values = [ns_to_ms(run.log.get(key)) for run in done]
+    raw = [ns_to_ms(run.log.get(key)) for run in done]
     estimates = [
         ns_to_ms(run.log.get(es_key))
         if run.log.get("early_stopping_met") is True and run.log.get(es_key)
         else None
         for run in done
     ]
+    values = [r if e is None else e for r, e in zip(raw, estimates, strict=True)]
     unmet = [run for run, e in zip(done, estimates, strict=True) if e is None]
     high = max(e for e in estimates if e is not None) if not unmet else None
     need = ""
@@ -161,8 +184,8 @@ def _stream_latency(
             f"{squash(unmet[0].log.get('early_stopping_result', ''))}"
         )
     per_run = [
-        _per_run(run, v, early_stopping_estimate_ms=e)
-        for run, v, e in zip(done, values, estimates, strict=True)
+        _per_run(run, v, early_stopping_estimate_ms=e, raw_percentile_ms=r)
+        for run, v, e, r in zip(done, values, estimates, raw, strict=True)
     ]
     return Measurement(
         id=f"latency_{pct}",
@@ -175,15 +198,22 @@ def _stream_latency(
             high=high,
             confidence=EARLY_STOPPING_CONFIDENCE,
             method=f"the largest of the {len(done)} performance runs' LoadGen early-stopping "
-            f"estimates of the {pct} (each one-sided, 99%, tolerance 0: the figure MLPerf "
-            "reports)",
+            f"estimates of the {pct} (each one-sided, 99%, tolerance 0)",
             need=need,
         ),
-        method=f"MLPerf LoadGen {args.scenario}: {pct} "
+        method=f"MLPerf LoadGen {args.scenario}: LoadGen's early-stopping estimate of the "
+        f"{pct} "
         + ("sample latency" if single else "per-query latency")
-        + f", the median over {len(done)} performance runs"
-        + ("" if single else f", {args.samples_per_query} samples per query"),
-        details={**common, "per_run": per_run},
+        + f" (the figure MLPerf reports; the raw {pct} is in the details), the median over "
+        f"{len(done)} performance runs"
+        + ("" if single else f", {args.samples_per_query} samples per query")
+        + (f"; {len(unmet)} runs without an estimate give their raw {pct}" if unmet else "")
+        + note,
+        details={
+            **common,
+            f"raw_{pct}_ms": statistics.median(raw),
+            "per_run": per_run,
+        },
         invalid_reason=invalid,
     )
 
@@ -195,9 +225,11 @@ def _server(
     queries: int,
     invalid: str,
     confidence: float,
+    note: str = "",
 ) -> list[Measurement]:
     bound = args.latency_bound_ms
-    assert bound is not None
+    if bound is None:  # MLPerf mode: the model's bound, as LoadGen applied it
+        bound = ns_to_ms(done[0].log.get("effective_target_latency_ns") or 0) or None
     completed = [float(run.log.get("result_completed_samples_per_sec") or 0.0) for run in done]
     p99 = [ns_to_ms(run.log.get("result_99.00_percentile_latency_ns")) for run in done]
     per_run = [
@@ -233,6 +265,19 @@ def _server(
             f"{unmet[0].run['name']}: {squash(unmet[0].log.get('early_stopping_result', ''))}"
         )
     runs = len(done)
+    bound_text = (
+        f"p99 latency bound {bound:g} ms"
+        if bound
+        else f"TTFT bound {args.ttft_bound_ms or 0:g} ms, TPOT bound {args.tpot_bound_ms or 0:g} ms"
+        if args.use_token_latencies and not args.mlperf_model
+        else "LoadGen's TTFT and TPOT bounds"
+    )
+    serial = (
+        "; SERIAL SUT (workers 0): each query is answered on LoadGen's issue thread, so a "
+        "query waits for the one before it"
+        if args.workers == 0
+        else f"; {args.workers} worker threads answer queries concurrently"
+    )
     return [
         Measurement(
             id="server_qps",
@@ -242,9 +287,9 @@ def _server(
             repeats=runs,
             ci=ci,
             method="MLPerf LoadGen Server: completed queries per second (one sample each) "
-            f"under Poisson arrivals at the target QPS, p99 latency bound {bound:g} ms; the "
+            f"under Poisson arrivals at the target QPS, {bound_text}; the "
             f"median of {runs} performance runs; LoadGen's validity rules (latency bound, "
-            "minimum duration and queries, early stopping) gate every run",
+            f"minimum duration and queries, early stopping) gate every run{serial}{note}",
             details=details,
             invalid_reason=invalid,
         ),
@@ -256,14 +301,14 @@ def _server(
             repeats=runs,
             ci=Interval(
                 low=None,
-                high=bound if not unmet else None,
+                high=bound if bound and not unmet else None,
                 confidence=EARLY_STOPPING_CONFIDENCE,
                 method="LoadGen's Server early stopping: with 99% confidence the p99 "
                 f"latency is within the bound when a run is successful (all {runs} were)",
                 need=need,
             ),
             method="MLPerf LoadGen Server: p99 sample latency at the target QPS, the median "
-            f"over {runs} performance runs",
+            f"over {runs} performance runs{note}",
             details=details,
             invalid_reason=invalid,
         ),
@@ -349,3 +394,71 @@ def search_measurement(
             invalid_reason=invalid,
         )
     ]
+
+
+def token_measurements(
+    args: LoadgenArgs,
+    done: list[Run],
+    common: dict[str, Any],
+    invalid: str,
+    confidence: float,
+    note: str,
+    wanted: set[str],
+) -> list[Measurement]:
+    """LLM serving (use_token_latencies): LoadGen's time to first token and time per
+    output token (p99, the median over the runs) and its tokens per second."""
+    out: list[Measurement] = []
+    queries = sum(int(run.log.get("result_query_count") or 0) for run in done)
+    for metric, key, what in (
+        ("ttft_p99", "result_first_token_99.00_percentile_latency_ns", "time to first token"),
+        (
+            "tpot_p99",
+            "result_time_per_output_token_99.00_percentile_ns",
+            "time per output token after the first",
+        ),
+    ):
+        if metric not in wanted:
+            continue
+        values = [ns_to_ms(run.log.get(key) or 0) for run in done]
+        out.append(
+            Measurement(
+                id=metric,
+                value=statistics.median(values),
+                unit="ms",
+                n=queries,
+                repeats=len(done),
+                method=f"MLPerf LoadGen {args.scenario} with token latencies: p99 {what} "
+                f"(the SUT reports its first token through FirstTokenComplete), the median "
+                f"over {len(done)} performance runs{note}",
+                details={
+                    **common,
+                    "per_run": [_per_run(r, v) for r, v in zip(done, values, strict=True)],
+                },
+                invalid_reason=invalid,
+            )
+        )
+    key = (
+        "result_tokens_per_second"
+        if args.scenario == "Offline"
+        else "result_completed_tokens_per_second"
+    )
+    rates = [float(run.log.get(key) or 0.0) for run in done]
+    value, ci = _median_interval(rates, confidence)
+    out.append(
+        Measurement(
+            id="tokens_per_s",
+            value=value,
+            unit=TOKEN_UNIT,
+            n=queries,
+            repeats=len(done),
+            ci=ci,
+            method=f"MLPerf LoadGen {args.scenario} with token latencies: output tokens per "
+            f"second ({key}), the median of {len(done)} performance runs{note}",
+            details={
+                **common,
+                "per_run": [_per_run(r, v) for r, v in zip(done, rates, strict=True)],
+            },
+            invalid_reason=invalid,
+        )
+    )
+    return out

@@ -13,7 +13,7 @@ from harness.probes.base import CollectContext
 from harness.probes.loadgen.args import LoadgenArgs
 from harness.probes.loadgen.driver import Driver, RunStats
 from harness.probes.loadgen.logs import LoadgenLog, failed_text, parse_detail, trial_passed
-from harness.probes.loadgen.settings import apply_settings
+from harness.probes.loadgen.settings import MlperfMode, apply_settings, settings_record
 
 LOG_FILES = ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "mlperf_log_accuracy.json")
 TRACE_FILE = "mlperf_log_trace.json"
@@ -30,10 +30,17 @@ class Runner:
         driver: Driver,
         sut: Any,
         failures: list[str],
+        mlperf: MlperfMode | None = None,
     ) -> None:
         self.ctx, self.args, self.lg, self.driver, self.sut = ctx, args, lg, driver, sut
         self.failures = failures
+        self.mlperf = mlperf
         self.count = 0
+
+    def performance_count(self, values: dict[str, Any]) -> int:
+        """The performance sample count these settings give (0: the QSL's own)."""
+        applied = settings_record(apply_settings(self.lg, values, self.mlperf))
+        return int(applied["performance_sample_count_override"]) or 2**62
 
     def run(
         self,
@@ -50,7 +57,13 @@ class Runner:
         directory = f"runs/{self.count:02d}-{name}"
         self.ctx.progress(name)
         total = len(samples)
-        performance = min(total, values.get("performance_sample_count_override") or total)
+        settings = apply_settings(lg, values, self.mlperf)
+        if settings.performance_sample_count_override > total:
+            # mlperf.conf's count for the model, above what this QSL holds: LoadGen would
+            # index past it (score() reports the smaller count as a departure from MLPerf)
+            settings.performance_sample_count_override = total
+        applied = settings_record(settings)
+        performance = min(total, applied["performance_sample_count_override"] or total)
         with tempfile.TemporaryDirectory(prefix="loadgen-") as tmp:
             log_settings = lg.LogSettings()
             log_settings.log_output.outdir = tmp
@@ -69,7 +82,7 @@ class Runner:
                 # a path that never exists: no audit.config lying in the cwd can change
                 # the settings behind the harness's back
                 lg.StartTestWithLogSettings(
-                    self.sut, qsl, apply_settings(lg, values), log_settings, str(Path(tmp) / "none")
+                    self.sut, qsl, settings, log_settings, str(Path(tmp) / "none")
                 )
             finally:
                 wall = time.perf_counter() - started
@@ -91,6 +104,8 @@ class Runner:
         record = {
             "name": name,
             "settings": values,
+            # every TestSettings field LoadGen was handed (in MLPerf mode: FromConfig's)
+            "applied_settings": applied,
             "qsl": {
                 "total": total,
                 "performance": performance,

@@ -7,9 +7,14 @@ from harness.evidence import EvidenceReader
 from harness.probes.base import ScoreContext, ScoreResult
 from harness.probes.loadgen.accuracy_metric import accuracy_measurements
 from harness.probes.loadgen.args import LoadgenArgs
-from harness.probes.loadgen.compliance import score_test01, score_test04
+from harness.probes.loadgen.compliance import (
+    score_test01,
+    score_test01_performance,
+    score_test04,
+)
 from harness.probes.loadgen.figures import (
     EARLY_STOPPING_CONFIDENCE,
+    TOKEN_UNIT,
     repeats_reason,
     scenario_measurements,
     search_measurement,
@@ -20,6 +25,7 @@ from harness.probes.loadgen.logs import (
     performance_repeats,
     read_runs,
 )
+from harness.probes.loadgen.mlperf import mlperf_status
 from harness.schema import Measurement, Unmeasured
 
 __all__ = ["EARLY_STOPPING_CONFIDENCE", "metric_names", "score_evidence"]
@@ -28,6 +34,7 @@ __all__ = ["EARLY_STOPPING_CONFIDENCE", "metric_names", "score_evidence"]
 _SCORED_APART = frozenset(
     {
         "test01_match",
+        "test01_performance",
         "test04_speedup",
         "failed_samples",
         "accuracy_outputs",
@@ -43,7 +50,11 @@ TIMED_METRICS = frozenset(
         "server_qps",
         "server_max_valid_qps",
         "throughput",
+        "test01_performance",
         "test04_speedup",
+        "ttft_p99",
+        "tpot_p99",
+        "tokens_per_s",
     }
 )
 
@@ -69,6 +80,11 @@ def metric_names(args: LoadgenArgs) -> dict[str, str]:
             names["server_max_valid_qps"] = "queries/s"
     else:
         names["throughput"] = "samples/s"
+    if args.use_token_latencies:
+        if args.scenario != "Offline":
+            names["ttft_p99"] = "ms"
+            names["tpot_p99"] = "ms"
+        names["tokens_per_s"] = TOKEN_UNIT
     names["failed_samples"] = "count"
     if args.accuracy:
         names["accuracy_outputs"] = "count"
@@ -77,6 +93,7 @@ def metric_names(args: LoadgenArgs) -> dict[str, str]:
         names["accuracy_errors"] = "count"
     if args.compliance:
         names["test01_match"] = "ratio"
+        names["test01_performance"] = "ratio"
         names["test04_speedup"] = "ratio"
     return names
 
@@ -98,7 +115,7 @@ def score_evidence(evidence: EvidenceReader, ctx: ScoreContext) -> ScoreResult:
     if args.compliance:
         checks = [score_test01(evidence, runs, args)]
         if not replayed:
-            checks.append(score_test04(runs, args))
+            checks += [score_test01_performance(runs, args), score_test04(runs, args)]
         for result in checks:
             if isinstance(result, Measurement):
                 measurements.append(result)
@@ -114,8 +131,9 @@ def score_evidence(evidence: EvidenceReader, ctx: ScoreContext) -> ScoreResult:
             if metric not in _SCORED_APART:
                 unmeasured.append(Unmeasured(id=metric, reason=reason))
     elif not replayed:
+        status = mlperf_status(evidence, perfs, ctx.quick)
         measurements += scenario_measurements(
-            args, perfs, compliance_flags, ctx.confidence, unmeasured, set(wanted)
+            args, perfs, compliance_flags, ctx.confidence, unmeasured, set(wanted), status
         )
         if args.server_search:
             invalid = repeats_reason(perfs, compliance_flags)
@@ -153,7 +171,21 @@ def score_evidence(evidence: EvidenceReader, ctx: ScoreContext) -> ScoreResult:
             )
         else:
             logged = accuracy_entries(evidence, accuracy.dir)
-            good = sum(1 for e in logged if e["data"])
+            good = len({int(e["qsl_idx"]) for e in logged if e["data"]})
+            # AccuracyOnly issues every sample once: a second entry for a sample is LoadGen
+            # told twice (only the first counts anywhere)
+            seen: set[int] = set()
+            duplicates = 0
+            for entry in logged:
+                idx = int(entry["qsl_idx"])
+                duplicates += idx in seen
+                seen.add(idx)
+            why = [failed_text(accuracy.stats)] if accuracy.stats["failed"] else []
+            if duplicates:
+                why.append(
+                    f"LoadGen's accuracy log holds {duplicates} duplicate entries "
+                    "(samples answered more than once)"
+                )
             measurements.append(
                 Measurement(
                     id="accuracy_outputs",
@@ -168,8 +200,9 @@ def score_evidence(evidence: EvidenceReader, ctx: ScoreContext) -> ScoreResult:
                         "log": f"{accuracy.dir}/mlperf_log_accuracy.json",
                         "formats": f"{accuracy.dir}/formats.json",
                         "qsl_size": accuracy.run["qsl"]["total"],
+                        "duplicate_entries": duplicates,
                     },
-                    invalid_reason=failed_text(accuracy.stats) if accuracy.stats["failed"] else "",
+                    invalid_reason="; ".join(why),
                 )
             )
     if args.accuracy_metric is not None:
