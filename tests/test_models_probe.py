@@ -111,7 +111,7 @@ def test_collect_runs_everything_this_cpu_can(
 ) -> None:
     out, args, failures, seconds = tiny
     assert failures == []
-    assert seconds < 30
+    assert seconds < 120  # a hang guard, not a timing (shared machines are noisy)
     result = _score(out, args)
     values = _values(result)
     unmeasured = {u.id: u.reason for u in result.unmeasured}

@@ -1,22 +1,34 @@
 """D08 false wake-ups per 24 h and the miss rate beside it (`speech.wake`).
 
 collect:
-- Negative audio (no wake phrase in it) is concatenated, sample-accurately, into one stream
-  of 16 kHz mono 16-bit PCM, cut into WAV files of at most `stream_file_s` seconds; each
-  file goes to the wake engine in order, as one sample. The evidence lists every source
-  clip with its offset and length in samples and its sha256, and every stream file with
-  its offset. The lab's set comes in as `--dataset wake_negative=PATH` (a folder of audio
-  files taken in name order, or a JSONL list `{"audio": path}` relative to it; any format
-  sox reads, converted to 16 kHz mono). Without it a dev set is made at collect time:
-  Debian's LibriVox clips, English sentences spoken by Festival (slt HTS voice), sentences
-  in several languages spoken by espeak-ng, and sox noise (`synth pinknoise` etc.).
-- Positive clips, one file each (the engine is reset between files, so one clip cannot
-  trigger twice; several activations inside a clip count once): the wake phrase
-  synthesised (Festival and espeak-ng voices, a seeded sox `tempo` factor) and mixed into
-  pink noise at `snr_db` (speech power over the synthesised phrase / noise power), with
-  `lead_s` of noise before and `tail_s` after. The lab's clips come in as
+- Negative audio (no wake phrase in it) is concatenated, sample-accurately, into one
+  negative stream of 16 kHz mono 16-bit PCM. The lab's set comes in as
+  `--dataset wake_negative=PATH` (a folder of audio files taken in name order, or a JSONL
+  list `{"audio": path}` relative to it; any format sox reads, converted to 16 kHz mono).
+  Without it a dev set is made at collect time: Debian's LibriVox clips, English sentences
+  spoken by Festival (slt HTS voice), sentences in several languages spoken by espeak-ng,
+  and sox noise (`synth pinknoise` etc.).
+- Positive clips are embedded in that stream: each whole clip is inserted between two
+  samples of the negative audio at a seeded offset. The lab's clips come in as
   `--dataset wake_positive=PATH`, JSONL `{"id", "audio", "onset_s"?, "end_s"?}` (without
-  onset/end the whole clip is the phrase window).
+  onset/end the whole clip is the phrase); the dev clips are the wake phrase synthesised
+  (Festival and espeak-ng voices, a seeded sox `tempo` factor) and mixed into pink noise
+  at `snr_db`, `lead_s` of noise before and `tail_s` after. A positive's detection window
+  runs from the phrase's onset to `detect_window_s` after its end; the layout keeps at
+  least `gap_s` (and at least `refractory_s`) of audio between one window and the next
+  and between a window and either end of its stream file, so one wake-up cannot count for
+  two positives nor swallow the next one's.
+- The stream (negative audio with the positives in it) is cut into files of equal length
+  (to the sample) of at most `stream_file_s` seconds, each holding its share of the
+  positives; every file is staged under an opaque name (`stage_inputs`) and sent to the
+  engine as one sample, so neither a name nor a length tells a file with positives from
+  one without. A lab that supplies negative audio only gets the negative stream alone and
+  the miss rate NOT_MEASURED.
+- The offsets are drawn from the run's seed and the sha256 of the audio (negative and
+  positive), so they are reproducible from the same inputs and unknown to an engine that
+  has not got them. `stream.json` records, per stream file, its pieces in order (negative
+  audio: where it came from in the negative stream; positive: which clip, its onset and
+  end) with sample offsets, and `stream_outputs.json` the engine's raw answers.
 
 The engine: without a submission the harness's reference engine
 (`harness.refengines.wake`: microWakeWord through pymicro-wakeword, or pocketsphinx
@@ -24,23 +36,26 @@ keyphrase spotting; a microWakeWord that cannot be imported here is skipped clea
 figure NOT_MEASURED with the reason). A submitted engine is driven through its adapter,
 normally `command` per-sample: "{input}" is the WAV's path, stdout a JSON list of
 activation times in seconds from the start of that file (e.g. `[12.31, 845.02]`, `[]`).
-Sample indices: the stream files 0..F-1 in order, then the positive clips F, F+1, ...
-(an `outputs` file keys its answers by them).
+Sample indices: the stream files 0..F-1 in order (an `outputs` file keys its answers by
+them).
 
 score (from the evidence only): activation times are placed on the stream's time line and
-merged with a refractory window: an activation less than `refractory_s` after the last
-counted one is the same wake-up. The rate per 24 h is events / exposure, with its exact
-one-sided Poisson (Garwood) bounds (`harness.stats.poisson_rate_bounds`). Exposure is the
-audio's duration (samples / 16 kHz) of the stream files the engine answered, not wall-clock
-time: the engine is fed as fast as it takes the audio (its real-time factor is in the
-details). "<= 1 per 24 h" at 95% needs about 72 h of negative audio with no false wake-up,
-so a shorter run is INCONCLUSIVE and says how many hours are missing. Miss rate: positives
-with no activation in [onset_s, end_s + detect_window_s], with Clopper-Pearson bounds.
+merged with a refractory window (an activation less than `refractory_s` after the last
+counted one is the same wake-up). A counted wake-up inside a positive's detection window
+is the detection of that positive (the first one only); every other counted wake-up is a
+false wake. Exposure = the duration (samples / 16 kHz) of the stream files the engine
+answered minus their positives' detection windows; the rate per 24 h is false wakes /
+exposure with exact one-sided Poisson (Garwood) bounds. "<= 1 per 24 h" at 95% needs
+about 72 h with no false wake-up, so a shorter run is INCONCLUSIVE and says how many hours
+are missing. Miss rate = positives with no detection / positives (those of a file the
+engine failed count as missed), with Clopper-Pearson bounds.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import json
 import math
 import random
@@ -50,7 +65,7 @@ import wave
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, BinaryIO, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -59,7 +74,7 @@ from harness.adapters.protocol import Sample, SutSession
 from harness.errors import BadInput
 from harness.evidence import EvidenceReader
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
-from harness.probes.sessions import answer_all, open_adapter_session, output_records
+from harness.probes.sessions import answer_all, open_adapter_session, output_records, stage_inputs
 from harness.probes.speech.records import read_jsonl, text_field, unique
 from harness.refengines import wake as engines
 from harness.registry import probes
@@ -100,6 +115,7 @@ class WakeArgs(BaseModel):
     refractory_s: float = Field(default=2.0, ge=0, le=600)
     target_per_24h: float = Field(default=1.0, gt=0)  # for "hours missing"
     stream_file_s: float = Field(default=3600.0, ge=10, le=4 * 3600)
+    gap_s: float = Field(default=3.0, ge=0, le=600)  # audio between detection windows
     negative_dataset: str = "wake_negative"
     positive_dataset: str = "wake_positive"
     # dev negatives, made at collect time
@@ -162,6 +178,34 @@ def distinct_activations(times: Sequence[float], refractory_s: float) -> list[fl
     return events
 
 
+@dataclass(frozen=True)
+class Window:
+    """A positive's detection window on the stream's time line (seconds, both ends in)."""
+
+    positive: str
+    start_s: float
+    end_s: float
+
+
+def assign_wakeups(
+    events: Sequence[float], windows: Sequence[Window]
+) -> tuple[dict[str, float], list[float]]:
+    """Counted wake-ups split into detections and false wakes. `windows` sorted and not
+    overlapping. The first wake-up inside a window detects its positive; every other
+    wake-up (outside all windows, or a second one inside a detected window) is a false
+    wake. Returns ({positive: time of its detection}, [false wake times])."""
+    starts = [w.start_s for w in windows]
+    detected: dict[str, float] = {}
+    false: list[float] = []
+    for t in sorted(events):
+        k = bisect.bisect_right(starts, t) - 1
+        if k >= 0 and t <= windows[k].end_s and windows[k].positive not in detected:
+            detected[windows[k].positive] = t
+        else:
+            false.append(t)
+    return detected, false
+
+
 def exposure_to_clear(
     events: int, exposure: float, max_rate: float, confidence: float
 ) -> float | None:
@@ -189,6 +233,154 @@ def exposure_to_clear(
     return high
 
 
+# ------------------------------------------------------------------------ the layout
+
+
+@dataclass(frozen=True)
+class Span:
+    """A positive clip as the layout sees it: its length and its phrase's onset and end,
+    in samples from the start of the clip."""
+
+    id: str
+    samples: int
+    onset: int
+    end: int
+
+
+def plan_layout(
+    negative_samples: int,
+    clips: Sequence[Span],
+    file_samples: int,
+    window: int,
+    gap: int,
+    rng: random.Random,
+) -> list[list[dict[str, Any]]]:
+    """The stream files: per file its pieces in order, `{"kind": "negative",
+    "offset_samples", "samples", "negative_offset_samples"}` (a stretch of the negative
+    stream) or `{"kind": "positive", "positive", "offset_samples", "samples",
+    "onset_samples", "end_samples"}` (a whole clip). Offsets in samples from the start of
+    the file.
+
+    Files: F = ceil(total / file_samples), each total // F samples (the first total % F
+    one more). The positives, in a seeded order, go P // F to each file (P % F files
+    chosen at random take one more). Within a file the negative audio between the clips
+    is seeded too, with at least `gap` samples between the end of one detection window
+    (phrase end + `window`) and the onset of the next, and between a window and the
+    file's ends. ValueError when the negative audio is too short for that."""
+    total = negative_samples + sum(c.samples for c in clips)
+    if total <= 0:
+        raise ValueError("no audio to stream")
+    count = max(1, math.ceil(total / file_samples))
+    lengths = [total // count + (1 if f < total % count else 0) for f in range(count)]
+    order = list(clips)
+    rng.shuffle(order)
+    extra = set(rng.sample(range(count), len(order) % count))
+    per_file = [len(order) // count + (1 if f in extra else 0) for f in range(count)]
+    files: list[list[dict[str, Any]]] = []
+    cursor_clip = 0
+    cursor_negative = 0
+    for length, k in zip(lengths, per_file, strict=True):
+        mine = order[cursor_clip : cursor_clip + k]
+        cursor_clip += k
+        share = length - sum(c.samples for c in mine)
+        # least negative audio before clip j (j = 0..k-1) and after the last one
+        least: list[int] = []
+        for j, c in enumerate(mine):
+            if j == 0:
+                least.append(max(0, gap - c.onset))
+            else:
+                p = mine[j - 1]
+                least.append(max(0, gap + (p.end + window - p.samples) - c.onset))
+        if mine:
+            last = mine[-1]
+            least.append(max(0, gap + last.end + window - last.samples))
+        else:
+            least.append(0)
+        slack = share - sum(least)
+        if slack < 0:
+            raise ValueError(
+                f"too little negative audio: a stream file of {length / RATE:.1f} s with "
+                f"{k} positive clip(s) needs {sum(least) / RATE:.1f} s of negative audio "
+                f"between and around them (gap {gap / RATE:g} s), has {share / RATE:.1f} s"
+            )
+        cuts = sorted(rng.randint(0, slack) for _ in range(len(least) - 1))
+        bounds = [0, *cuts, slack]
+        negatives = [least[j] + bounds[j + 1] - bounds[j] for j in range(len(least))]
+        pieces: list[dict[str, Any]] = []
+        offset = 0
+        for j in range(len(least)):
+            if negatives[j]:
+                pieces.append(
+                    {
+                        "kind": "negative",
+                        "offset_samples": offset,
+                        "samples": negatives[j],
+                        "negative_offset_samples": cursor_negative,
+                    }
+                )
+                offset += negatives[j]
+                cursor_negative += negatives[j]
+            if j < len(mine):
+                c = mine[j]
+                pieces.append(
+                    {
+                        "kind": "positive",
+                        "positive": c.id,
+                        "offset_samples": offset,
+                        "samples": c.samples,
+                        "onset_samples": c.onset,
+                        "end_samples": c.end,
+                    }
+                )
+                offset += c.samples
+        assert offset == length
+        files.append(pieces)
+    assert cursor_negative == negative_samples and cursor_clip == len(order)
+    return files
+
+
+def detection_windows(files: Sequence[dict[str, Any]], detect_window_s: float) -> list[Window]:
+    """The positives' detection windows on the stream's time line, from `stream.json`'s
+    files: [file offset + clip offset + onset, ... + end + detect_window_s] / 16 kHz."""
+    windows: list[Window] = []
+    for f in files:
+        for p in f["pieces"]:
+            if p["kind"] == "positive":
+                at = f["offset_samples"] + p["offset_samples"]
+                windows.append(
+                    Window(
+                        str(p["positive"]),
+                        (at + p["onset_samples"]) / RATE,
+                        (at + p["end_samples"]) / RATE + detect_window_s,
+                    )
+                )
+    return sorted(windows, key=lambda w: w.start_s)
+
+
+def check_layout(files: Sequence[dict[str, Any]], detect_window_s: float) -> None:
+    """ValueError unless the files follow each other, their pieces tile them and every
+    detection window lies inside its file without overlapping another."""
+    at = 0
+    for f in files:
+        if f["offset_samples"] != at:
+            raise ValueError(f"stream file {f['index']} does not start where the last ended")
+        inner = 0
+        for p in f["pieces"]:
+            if p["offset_samples"] != inner or p["samples"] <= 0:
+                raise ValueError(f"stream file {f['index']}: its pieces do not tile it")
+            inner += p["samples"]
+        if inner != f["samples"]:
+            raise ValueError(f"stream file {f['index']}: its pieces do not add up to it")
+        end_s = (at + f["samples"]) / RATE
+        mine = detection_windows([f], detect_window_s)
+        for a, b in itertools.pairwise(mine):
+            if b.start_s <= a.end_s:
+                raise ValueError(f"detection windows of {a.positive} and {b.positive} overlap")
+        if mine and (mine[0].start_s < at / RATE or mine[-1].end_s > end_s):
+            raise ValueError(f"a detection window crosses the ends of stream file {f['index']}")
+        at += f["samples"]
+
+
 # ------------------------------------------------------------------------ audio helpers
 
 
@@ -209,6 +401,7 @@ def pcm_of(path: Path) -> bytes:
     return _run(
         [
             "sox",
+            "-R",  # repeatable dither: the same file always gives the same PCM
             str(path),
             "-t",
             "raw",
@@ -262,7 +455,7 @@ def synthesize(text: str, voice: str, folder: Path, name: str, tempo: float = 1.
     tts.synthesize(text, voice, wav)
     if abs(tempo - 1.0) > 1e-9:
         out = folder / f"{name}.tempo.wav"
-        _run(["sox", str(wav), str(out), "tempo", f"{tempo:.3f}"])
+        _run(["sox", "-R", str(wav), str(out), "tempo", f"{tempo:.3f}"])  # -R: repeatable
         wav = out
     return pcm_of(wav)
 
@@ -366,7 +559,31 @@ def _dev_negatives(args: WakeArgs, folder: Path) -> Iterator[tuple[Clip, bytes]]
             )
 
 
-# ------------------------------------------------------------------------ the probe
+class _RawStore:
+    """16-bit PCM appended to one temporary file and read back by sample range, so that a
+    stream of many hours never sits in memory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: BinaryIO = path.open("w+b")
+        self.samples = 0
+
+    def append(self, pcm: bytes) -> int:
+        """Append `pcm`; the sample offset it starts at."""
+        at = self.samples
+        self.file.seek(2 * at)
+        self.file.write(pcm)
+        self.samples += len(pcm) // 2
+        return at
+
+    def read(self, offset: int, samples: int) -> bytes:
+        self.file.seek(2 * offset)
+        data = self.file.read(2 * samples)
+        assert len(data) == 2 * samples
+        return data
+
+    def close(self) -> None:
+        self.file.close()
 
 
 @probes.register("speech.wake")
@@ -422,24 +639,32 @@ class WakeProbe:
         try:
             with tempfile.TemporaryDirectory(prefix="harness-wake-") as tmp:
                 folder = Path(tmp)
-                ctx.progress("negative audio: build the stream and run the engine")
-                failures, files = self._negatives(ctx, args, session, folder, lab_negatives)
-                ctx.progress("positive clips: synthesise, mix and run the engine")
-                failures += self._positives(ctx, args, session, folder, lab_positives, files)
+                negatives = _RawStore(folder / "negative.raw")
+                positives = _RawStore(folder / "positive.raw")
+                try:
+                    ctx.progress("negative audio and positive clips: read or synthesise")
+                    segments = self._negatives(args, folder, negatives, lab_negatives)
+                    clips, why_none = self._positives(
+                        ctx, args, folder, positives, lab_positives, lab_negatives is not None
+                    )
+                    ctx.progress("the stream: embed the positives, run the engine")
+                    return self._stream(
+                        ctx, args, session, folder, negatives, positives, segments, clips, why_none
+                    )
+                finally:
+                    negatives.close()
+                    positives.close()
         finally:
             session.close()
-        return failures
 
     def _negatives(
         self,
-        ctx: CollectContext,
         args: WakeArgs,
-        session: SutSession,
         folder: Path,
+        store: _RawStore,
         lab: list[tuple[str, Path, dict[str, Any]]] | None,
-    ) -> tuple[list[str], int]:
-        """Build and answer the stream; the failures and the number of stream files (the
-        samples' indices: stream files 0..F-1, then the positive clips F, F+1, ...)."""
+    ) -> list[dict[str, Any]]:
+        """The negative stream, into `store`; its clips with their offsets in it."""
 
         def clips() -> Iterator[tuple[Clip, bytes]]:
             if lab is None:
@@ -452,86 +677,52 @@ class WakeProbe:
                     raise BadInput(path, "audio", f"cannot be read as audio: {error}") from None
                 yield Clip(ident, str(path), "lab"), pcm
 
-        limit = int(args.stream_file_s * RATE) * 2  # bytes per stream file
         segments: list[dict[str, Any]] = []
-        files: list[dict[str, Any]] = []
-        records: list[dict[str, Any]] = []
-        offset = 0  # samples
-        pending: list[bytes] = []
-        pending_bytes = 0
-
-        def flush() -> None:
-            nonlocal pending, pending_bytes
-            if not pending_bytes:
-                return
-            pcm = b"".join(pending)
-            pending, pending_bytes = [], 0
-            k = len(files)
-            wav = folder / f"stream-{k:05d}.wav"
-            write_wav(wav, pcm)
-            start = sum(f["samples"] for f in files)
-            files.append(
-                {
-                    "file": wav.name,
-                    "offset_samples": start,
-                    "samples": len(pcm) // 2,
-                    "sha256": _sha(pcm),
-                }
-            )
-            (out,) = answer_all(session, [Sample(k, str(wav), str(wav))])
-            records.extend(output_records([wav.name], [out]))
-            wav.unlink()
-
         for clip, pcm in clips():
             if len(pcm) % 2:
                 pcm = pcm[:-1]
+            if not pcm:
+                continue
             segments.append(
                 {
                     "id": clip.id,
                     "kind": clip.kind,
                     "source": clip.source,
-                    "offset_samples": offset,
+                    "negative_offset_samples": store.append(pcm),
                     "samples": len(pcm) // 2,
                     "sha256": _sha(pcm),
                 }
             )
-            offset += len(pcm) // 2
-            while pcm:
-                room = limit - pending_bytes
-                pending.append(pcm[:room])
-                pending_bytes += len(pcm[:room])
-                pcm = pcm[room:]
-                if pending_bytes >= limit:
-                    flush()
-        flush()
-        ctx.evidence.write_json(
-            "negatives.json",
-            {"sample_rate": RATE, "dev_set": lab is None, "segments": segments, "files": files},
-        )
-        ctx.evidence.write_json("negative_outputs.json", records)
-        failed = [r for r in records if r["error"]]
-        if failed:
-            return [
-                f"{len(failed)} of {len(records)} negative stream files failed "
-                f"(first: {failed[0]['error']})"
-            ], len(files)
-        return [], len(files)
+        return segments
 
     def _positives(
         self,
         ctx: CollectContext,
         args: WakeArgs,
-        session: SutSession,
         folder: Path,
+        store: _RawStore,
         lab: list[tuple[str, Path, dict[str, Any]]] | None,
-        first_index: int,
-    ) -> list[str]:
+        lab_negatives: bool,
+    ) -> tuple[list[dict[str, Any]], str]:
+        """The positive clips, into `store`: their records (id, where the PCM lies in the
+        store, onset and end in samples) and, when there are none, why."""
         clips: list[dict[str, Any]] = []
-        wavs: list[Path] = []
         if lab is not None:
+            seen: set[str] = set()
             for ident, path, line in lab:
-                pcm = pcm_of(path)
+                if ident in seen:
+                    where = ctx.datasets[args.positive_dataset]
+                    raise BadInput(where, "id", f"positive clip {ident!r} is listed twice")
+                seen.add(ident)
+                try:
+                    pcm = pcm_of(path)
+                except RuntimeError as error:
+                    raise BadInput(path, "audio", f"cannot be read as audio: {error}") from None
+                if len(pcm) % 2:
+                    pcm = pcm[:-1]
                 duration = len(pcm) / 2 / RATE
+                if not pcm:
+                    raise BadInput(path, "audio", "an empty clip")
                 onset = line.get("onset_s", 0.0)
                 end = line.get("end_s", duration)
                 for name, value in (("onset_s", onset), ("end_s", end)):
@@ -547,69 +738,160 @@ class WakeProbe:
                         )
                 if end < onset:
                     raise BadInput(path, "end_s", f"{end} s is before onset_s {onset} s")
-                wav = folder / f"positive-{len(wavs):05d}.wav"
-                write_wav(wav, pcm)
-                wavs.append(wav)
                 clips.append(
                     {
                         "id": ident,
                         "source": str(path),
-                        "onset_s": float(onset),
-                        "end_s": float(end),
-                        "duration_s": duration,
+                        "store_offset_samples": store.append(pcm),
+                        "samples": len(pcm) // 2,
+                        "onset_samples": round(onset * RATE),
+                        "end_samples": round(end * RATE),
                         "sha256": _sha(pcm),
                     }
                 )
-        elif args.positives:
-            rng = random.Random(f"speech.wake:{ctx.seed}")
-            lead, tail = int(args.lead_s * RATE), int(args.tail_s * RATE)
-            noise_s = 60.0
-            noise = sox_noise("pinknoise", noise_s, 0.3)
-            phrases: dict[tuple[str, float], bytes] = {}
-            for k in range(args.positives):
-                voice = POSITIVE_VOICES[k % len(POSITIVE_VOICES)]
-                tempo = round(rng.uniform(0.85, 1.15), 2)
-                if (voice, tempo) not in phrases:
-                    phrases[(voice, tempo)] = synthesize(
-                        args.wake_phrase, voice, folder, f"phrase-{k:05d}", tempo
-                    )
-                speech = phrases[(voice, tempo)]
-                need = lead + len(speech) // 2 + tail
-                start = rng.randrange(0, max(1, len(noise) // 2 - need))
-                bed = noise[2 * start : 2 * (start + need)]
-                pcm, clipped = mix_at_snr(speech, bed, lead, args.snr_db)
-                wav = folder / f"positive-{k:05d}.wav"
-                write_wav(wav, pcm)
-                wavs.append(wav)
-                clips.append(
-                    {
-                        "id": f"positive-{k:05d}",
-                        "source": f"{voice} says {args.wake_phrase!r}, sox tempo {tempo}, "
-                        f"in sox pinknoise (-R, {noise_s:g} s, from sample {start}) at "
-                        f"{args.snr_db:g} dB SNR",
-                        "voice": voice,
-                        "tempo": tempo,
-                        "snr_db": args.snr_db,
-                        "onset_s": lead / RATE,
-                        "end_s": (lead + len(speech) // 2) / RATE,
-                        "duration_s": need / RATE,
-                        "clipped_samples": clipped,
-                        "sha256": _sha(pcm),
-                    }
+            return clips, ""
+        if lab_negatives:
+            return [], (
+                "the lab supplied negative audio only (--dataset "
+                f"{args.negative_dataset}=..., no --dataset {args.positive_dataset}=...): "
+                "the stream is the negative audio alone and no miss rate can be measured"
+            )
+        if not args.positives:
+            return [], "no positive clips (positives: 0)"
+        rng = random.Random(f"speech.wake:{ctx.seed}")
+        lead, tail = int(args.lead_s * RATE), int(args.tail_s * RATE)
+        noise_s = 60.0
+        noise = sox_noise("pinknoise", noise_s, 0.3)
+        phrases: dict[tuple[str, float], bytes] = {}
+        for k in range(args.positives):
+            voice = POSITIVE_VOICES[k % len(POSITIVE_VOICES)]
+            tempo = round(rng.uniform(0.85, 1.15), 2)
+            if (voice, tempo) not in phrases:
+                phrases[(voice, tempo)] = synthesize(
+                    args.wake_phrase, voice, folder, f"phrase-{k:05d}", tempo
                 )
-        samples = [Sample(first_index + k, str(w), str(w)) for k, w in enumerate(wavs)]
-        outputs = answer_all(session, samples)
-        records = output_records([c["id"] for c in clips], outputs)
+            speech = phrases[(voice, tempo)]
+            need = lead + len(speech) // 2 + tail
+            start = rng.randrange(0, max(1, len(noise) // 2 - need))
+            bed = noise[2 * start : 2 * (start + need)]
+            pcm, clipped = mix_at_snr(speech, bed, lead, args.snr_db)
+            clips.append(
+                {
+                    "id": f"positive-{k:05d}",
+                    "source": f"{voice} says {args.wake_phrase!r}, sox tempo {tempo}, "
+                    f"in sox pinknoise (-R, {noise_s:g} s, from sample {start}) at "
+                    f"{args.snr_db:g} dB SNR",
+                    "voice": voice,
+                    "tempo": tempo,
+                    "snr_db": args.snr_db,
+                    "store_offset_samples": store.append(pcm),
+                    "samples": need,
+                    "onset_samples": lead,
+                    "end_samples": lead + len(speech) // 2,
+                    "clipped_samples": clipped,
+                    "sha256": _sha(pcm),
+                }
+            )
+        return clips, ""
+
+    def _stream(
+        self,
+        ctx: CollectContext,
+        args: WakeArgs,
+        session: SutSession,
+        folder: Path,
+        negatives: _RawStore,
+        positives: _RawStore,
+        segments: list[dict[str, Any]],
+        clips: list[dict[str, Any]],
+        why_no_positives: str,
+    ) -> list[str]:
+        """Lay the positives into the negative stream, cut it into files, hand each file to
+        the engine under an opaque name, and write the layout and the answers."""
+        gap = max(1, round(max(args.gap_s, args.refractory_s) * RATE))
+        window = round(args.detect_window_s * RATE)
+        digest = hashlib.sha256()
+        for item in [*segments, *clips]:
+            digest.update(str(item["sha256"]).encode())
+        layout_seed = f"speech.wake:layout:{ctx.seed}:{digest.hexdigest()}"
+        spans = [
+            Span(str(c["id"]), int(c["samples"]), int(c["onset_samples"]), int(c["end_samples"]))
+            for c in clips
+        ]
+        try:
+            plan = plan_layout(
+                negatives.samples,
+                spans,
+                int(args.stream_file_s * RATE),
+                window,
+                gap,
+                random.Random(layout_seed),
+            )
+        except ValueError as error:
+            raise BadInput(
+                ctx.datasets.get(args.negative_dataset, "the dev negative audio (task args)"),
+                None,
+                f"{error}: supply more negative audio or fewer positives",
+            ) from None
+        by_id = {str(c["id"]): c for c in clips}
+        files: list[dict[str, Any]] = []
+        records: list[dict[str, Any]] = []
+        build = folder / "build"
+        build.mkdir()
+        offset = 0
+        for k, pieces in enumerate(plan):
+            parts: list[bytes] = []
+            for p in pieces:
+                if p["kind"] == "negative":
+                    parts.append(negatives.read(p["negative_offset_samples"], p["samples"]))
+                else:
+                    c = by_id[p["positive"]]
+                    parts.append(positives.read(c["store_offset_samples"], c["samples"]))
+            pcm = b"".join(parts)
+            wav = build / f"stream-{k:05d}.wav"
+            write_wav(wav, pcm)
+            (staged,) = stage_inputs([wav], Path(tempfile.mkdtemp(dir=folder)))
+            wav.unlink()
+            (out,) = answer_all(session, [Sample(k, str(staged), str(staged))])
+            staged.unlink()
+            records.extend(output_records([f"stream-{k:05d}"], [out]))
+            files.append(
+                {
+                    "index": k,
+                    "offset_samples": offset,
+                    "samples": len(pcm) // 2,
+                    "sha256": _sha(pcm),
+                    "pieces": pieces,
+                }
+            )
+            offset += len(pcm) // 2
+        for c in clips:
+            del c["store_offset_samples"]
+        # written once every answer is in: nothing the engine could read during the run
         ctx.evidence.write_json(
-            "positives.json",
-            {"dev_set": lab is None, "detect_window_s": args.detect_window_s, "clips": clips},
+            "stream.json",
+            {
+                "sample_rate": RATE,
+                "layout_seed": layout_seed,
+                "detect_window_s": args.detect_window_s,
+                "gap_s": gap / RATE,
+                "negatives": {
+                    "dev_set": ctx.datasets.get(args.negative_dataset) is None,
+                    "segments": segments,
+                },
+                "positives": {
+                    "dev_set": ctx.datasets.get(args.positive_dataset) is None,
+                    "clips": clips,
+                    "none_because": why_no_positives,
+                },
+                "files": files,
+            },
         )
-        ctx.evidence.write_json("positive_outputs.json", records)
+        ctx.evidence.write_json("stream_outputs.json", records)
         failed = [r for r in records if r["error"]]
         if failed:
             return [
-                f"{len(failed)} of {len(records)} positive clips failed "
-                f"(first: {failed[0]['error']})"
+                f"{len(failed)} of {len(records)} stream files failed (first: {failed[0]['error']})"
             ]
         return []
 
@@ -623,115 +905,162 @@ class WakeProbe:
             reason = f"the reference wake engine ({args.engine}) cannot run here: {sut['reason']}"
             return ScoreResult([], [Unmeasured(id=m, reason=reason) for m in METRICS])
         engine = sut.get("engine", "the SUT") if sut.get("reference") else "the SUT"
-        measurements: list[Measurement] = []
-        unmeasured: list[Unmeasured] = []
-        negatives = self._score_negatives(evidence, args, ctx.confidence, engine)
-        if isinstance(negatives, str):
-            unmeasured += [Unmeasured(id=m, reason=negatives) for m in METRICS if m != "miss_rate"]
-        else:
-            measurements += negatives
-        positives = self._score_positives(evidence, args, ctx.confidence, engine)
-        if isinstance(positives, str):
-            unmeasured.append(Unmeasured(id="miss_rate", reason=positives))
-        else:
-            measurements.append(positives)
-        return ScoreResult(measurements, unmeasured)
-
-    def _score_negatives(
-        self, evidence: EvidenceReader, args: WakeArgs, confidence: float, engine: str
-    ) -> list[Measurement] | str:
-        data = evidence.read_json("negatives.json")
-        records = evidence.read_json("negative_outputs.json")
+        data = evidence.read_json("stream.json")
+        records = evidence.read_json("stream_outputs.json")
         files = data["files"]
-        if [r["id"] for r in records] != [f["file"] for f in files]:
-            raise ValueError("negative_outputs.json does not answer negatives.json file by file")
+        if [r["id"] for r in records] != [f"stream-{f['index']:05d}" for f in files]:
+            raise ValueError("stream_outputs.json does not answer stream.json file by file")
+        window_s = float(data["detect_window_s"])
+        check_layout(files, window_s)
         times: list[float] = []
-        answered_samples = 0
         lost: list[dict[str, Any]] = []
+        answered: list[dict[str, Any]] = []
         processing_s = 0.0
         for f, r in zip(files, records, strict=True):
             duration = f["samples"] / RATE
             if r["error"]:
-                lost.append({"file": f["file"], "reason": r["error"]})
+                lost.append({"file": f["index"], "reason": r["error"]})
                 continue
             try:
                 found = parse_activations(r["output"], duration)
             except ValueError as error:
-                lost.append({"file": f["file"], "reason": f"bad output: {error}"})
+                lost.append({"file": f["index"], "reason": f"bad output: {error}"})
                 continue
-            answered_samples += f["samples"]
+            answered.append(f)
             processing_s += float(r["latency_s"])
             times += [f["offset_samples"] / RATE + t for t in found]
-        if answered_samples == 0:
-            first = lost[0]["reason"] if lost else "no negative audio"
-            return f"the engine answered none of the negative audio ({first})"
-        exposure_s = answered_samples / RATE
+        if not answered:
+            first = lost[0]["reason"] if lost else "no stream file"
+            reason = f"the engine answered none of the stream ({first})"
+            return ScoreResult([], [Unmeasured(id=m, reason=reason) for m in METRICS])
         events = distinct_activations(times, args.refractory_s)
-        bounds = poisson_rate_bounds(len(events), exposure_s / DAY_S, confidence)
-        segments = data["segments"]
-        starts = [s["offset_samples"] / RATE for s in segments]
+        windows = detection_windows(answered, window_s)
+        detected, false = assign_wakeups(events, windows)
+        window_s_total = sum(w.end_s - w.start_s for w in windows)
+        answered_samples = sum(f["samples"] for f in answered)
+        exposure_s = answered_samples / RATE - window_s_total
+        measurements = self._false_wakes(
+            data,
+            args,
+            ctx.confidence,
+            engine,
+            false,
+            len(times),
+            exposure_s,
+            answered,
+            lost,
+            processing_s,
+            window_s_total,
+        )
+        unmeasured: list[Unmeasured] = []
+        clips = data["positives"]["clips"]
+        if not clips:
+            unmeasured.append(Unmeasured(id="miss_rate", reason=data["positives"]["none_because"]))
+        else:
+            measurements.append(
+                self._miss_rate(
+                    data, args, ctx.confidence, engine, detected, len(clips) - len(windows)
+                )
+            )
+        return ScoreResult(measurements, unmeasured)
+
+    def _false_wakes(
+        self,
+        data: dict[str, Any],
+        args: WakeArgs,
+        confidence: float,
+        engine: str,
+        false: list[float],
+        raw: int,
+        exposure_s: float,
+        answered: list[dict[str, Any]],
+        lost: list[dict[str, Any]],
+        processing_s: float,
+        windows_s: float,
+    ) -> list[Measurement]:
+        bounds = poisson_rate_bounds(len(false), exposure_s / DAY_S, confidence)
+        segments = data["negatives"]["segments"]
+        seg_starts = [s["negative_offset_samples"] for s in segments]
+        pieces: list[tuple[float, float, dict[str, Any]]] = []
+        for f in data["files"]:
+            for p in f["pieces"]:
+                at = (f["offset_samples"] + p["offset_samples"]) / RATE
+                pieces.append((at, at + p["samples"] / RATE, p))
+        piece_starts = [p[0] for p in pieces]
 
         def where(t: float) -> str:
-            k = max(0, int(np.searchsorted(starts, t, side="right")) - 1)
-            return str(segments[k]["id"])
+            k = max(0, bisect.bisect_right(piece_starts, t) - 1)
+            at, _, p = pieces[k]
+            if p["kind"] == "positive":
+                return f"positive clip {p['positive']}"
+            sample = p["negative_offset_samples"] + round((t - at) * RATE)
+            j = max(0, bisect.bisect_right(seg_starts, sample) - 1)
+            return str(segments[j]["id"]) if segments else "?"
 
         hours = exposure_s / 3600
         need = ""
         if bounds.upper > args.target_per_24h:
             days = exposure_to_clear(
-                len(events), exposure_s / DAY_S, args.target_per_24h, confidence
+                len(false), exposure_s / DAY_S, args.target_per_24h, confidence
             )
             if days is None:
                 need = (
-                    f"at the observed rate ({len(events)} in {hours:.3g} h) no amount of "
+                    f"at the observed rate ({len(false)} in {hours:.3g} h) no amount of "
                     f"negative audio brings the bound to {args.target_per_24h:g} per 24 h"
                 )
             else:
                 need_h = days * 24
                 need = (
-                    f"about {need_h:.1f} h of negative audio with {len(events)} false wake-ups "
+                    f"about {need_h:.1f} h of negative audio with {len(false)} false wake-ups "
                     f"or fewer would be needed for the {confidence:.0%} upper bound to reach "
                     f"{args.target_per_24h:g} per 24 h: have {hours:.3g} h, {need_h - hours:.1f} "
                     "h missing"
                 )
         kinds: dict[str, float] = {}
         for s in segments:
-            kinds[s["kind"].split(":")[0]] = (
-                kinds.get(s["kind"].split(":")[0], 0.0) + s["samples"] / RATE
-            )
+            kind = s["kind"].split(":")[0]
+            kinds[kind] = kinds.get(kind, 0.0) + s["samples"] / RATE
+        stream_s = sum(f["samples"] for f in answered) / RATE
         details = {
-            "events": [{"time_s": round(t, 3), "segment": where(t)} for t in events],
-            "raw_activations": len(times),
+            "events": [{"time_s": round(t, 3), "where": where(t)} for t in false],
+            "raw_activations": raw,
             "refractory_s": args.refractory_s,
             "exposure_s": exposure_s,
-            "audio_s_by_kind": {k: round(v, 3) for k, v in sorted(kinds.items())},
-            "dev_set": data["dev_set"],
-            "stream_files": len(files),
+            "stream_s": stream_s,
+            "detection_windows_s": round(windows_s, 3),
+            "negative_audio_s_by_kind": {k: round(v, 3) for k, v in sorted(kinds.items())},
+            "dev_set": data["negatives"]["dev_set"],
+            "stream_files": len(data["files"]),
+            "positives_embedded": len(data["positives"]["clips"]),
             "lost_files": lost,
             "processing_s": round(processing_s, 3),
-            "real_time_factor": round(processing_s / exposure_s, 5),
+            "real_time_factor": round(processing_s / stream_s, 5),
         }
         pace = (
-            "exposure is audio duration (samples / 16 kHz), not wall-clock time; the engine "
-            "was fed as fast as it took the audio"
+            "exposure is audio duration (samples / 16 kHz) minus the positives' detection "
+            "windows, not wall-clock time; the engine was fed as fast as it took the audio"
+        )
+        what = (
+            f"{len(data['files'])} stream file(s) of {stream_s / 3600:.4g} h: "
+            f"{len(segments)} negative clips with {len(data['positives']['clips'])} positive "
+            "clips embedded"
         )
         rate = Measurement(
             id="false_wakes_per_24h",
             value=bounds.rate,
             unit="events/24h",
-            n=len(events),
+            n=len(false),
             repeats=1,
             ci=Interval(
                 low=bounds.lower,
                 high=bounds.upper,
                 confidence=confidence,
-                method=f"exact one-sided Poisson (Garwood, chi-square) bounds of {len(events)} "
+                method=f"exact one-sided Poisson (Garwood, chi-square) bounds of {len(false)} "
                 f"events in {hours:.4g} h",
                 need=need,
             ),
             method=(
-                f"distinct activations of {engine} on {hours:.4g} h of negative audio "
-                f"({len(segments)} clips concatenated into {len(files)} stream file(s)), "
+                f"wake-ups of {engine} outside the positives' detection windows ({what}), "
                 f"activations within {args.refractory_s:g} s of the last counted one merged, "
                 f"per 24 h; {pace}"
             ),
@@ -739,71 +1068,55 @@ class WakeProbe:
         )
         count = Measurement(
             id="false_wakes",
-            value=float(len(events)),
+            value=float(len(false)),
             unit="count",
-            n=len(events),
+            n=len(false),
             repeats=1,
-            method=f"distinct activations (refractory {args.refractory_s:g} s) on the negative "
-            "audio",
-            details={"raw_activations": len(times)},
+            method=f"wake-ups (refractory {args.refractory_s:g} s) that detected no positive",
+            details={"raw_activations": raw},
         )
         exposure = Measurement(
             id="exposure",
             value=hours,
             unit="h",
-            n=answered_samples,
+            n=round(exposure_s * RATE),
             repeats=1,
-            method=f"duration of the negative audio the engine answered: {answered_samples} "
-            f"samples / {RATE} Hz; {pace}",
-            exact="a count of audio samples",
+            method=f"duration of the stream files the engine answered ({stream_s:.6g} s) minus "
+            f"the detection windows of their positives ({windows_s:.6g} s); {pace}",
+            exact="a count of audio samples less the windows",
         )
         return [rate, count, exposure]
 
-    def _score_positives(
-        self, evidence: EvidenceReader, args: WakeArgs, confidence: float, engine: str
-    ) -> Measurement | str:
-        data = evidence.read_json("positives.json")
-        records = evidence.read_json("positive_outputs.json")
-        clips = data["clips"]
-        if not clips:
-            return "no positive clips"
-        if [r["id"] for r in records] != [c["id"] for c in clips]:
-            raise ValueError("positive_outputs.json does not answer positives.json clip by clip")
-        window = float(data["detect_window_s"])
+    def _miss_rate(
+        self,
+        data: dict[str, Any],
+        args: WakeArgs,
+        confidence: float,
+        engine: str,
+        detected: dict[str, float],
+        unanswered: int,
+    ) -> Measurement:
+        clips = data["positives"]["clips"]
+        n = len(clips)
         misses = 0
-        failed = 0
-        outside = 0
         per_voice: dict[str, list[int]] = {}
-        for c, r in zip(clips, records, strict=True):
-            hit = False
-            if r["error"]:
-                failed += 1
-            else:
-                try:
-                    found = parse_activations(r["output"], c["duration_s"])
-                except ValueError:
-                    failed += 1
-                    found = []
-                inside = [t for t in found if c["onset_s"] <= t <= c["end_s"] + window]
-                hit = bool(inside)
-                outside += len(
-                    distinct_activations([t for t in found if t not in inside], args.refractory_s)
-                )
+        for c in clips:
+            hit = c["id"] in detected
             misses += not hit
             tally = per_voice.setdefault(c.get("voice", "lab"), [0, 0])
             tally[0] += hit
             tally[1] += 1
-        n = len(clips)
         b = clopper_pearson(misses, n, confidence)
         what = (
             f"dev: the wake phrase synthesised and mixed into pink noise at {args.snr_db:g} dB SNR"
-            if data["dev_set"]
-            else "the lab set"
+            if data["positives"]["dev_set"]
+            else "the lab's clips"
         )
         woke = n - misses
-        note = f"{engine} woke on {woke} of the {n} positive clips" + (
-            " -- it did not wake on any of them" if woke == 0 else ""
+        note = f"{engine} detected {woke} of the {n} positive clips" + (
+            " -- it did not detect any of them" if woke == 0 else ""
         )
+        window = float(data["detect_window_s"])
         return Measurement(
             id="miss_rate",
             value=100.0 * misses / n,
@@ -821,16 +1134,16 @@ class WakeProbe:
                 },
             ),
             method=(
-                f"positive clips (one file each; {what}) with no activation of {engine} "
-                f"between the phrase's onset and {window:g} s after its end; a failed clip "
-                "counts as missed"
+                f"positive clips ({what}) embedded in the stream at seeded offsets with no "
+                f"wake-up of {engine} between the phrase's onset and {window:g} s after its "
+                "end; a clip in a stream file the engine failed counts as missed"
             ),
             details={
                 "note": note,
                 "missed": misses,
                 "clips": n,
-                "failed_clips": failed,
-                "activations_outside_the_phrase": outside,
+                "in_failed_files": unanswered,
+                "detections": {k: round(v, 3) for k, v in sorted(detected.items())},
                 "per_voice": {k: {"woke": v[0], "n": v[1]} for k, v in sorted(per_voice.items())},
             },
         )
