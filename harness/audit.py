@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__, header, signing
-from harness.environment import git_revision, source_digest
+from harness.environment import git_revision, package_versions, source_digest
 from harness.errors import BadInput
 from harness.evaluate import evaluate
 from harness.verify import ENVELOPE_FILE, VerifyResult, verify
@@ -101,8 +101,16 @@ def audit(run_dir: Path, pubkey: Path | None = None) -> AuditResult:
     signed = statement.get("predicate")
     if not isinstance(signed, dict):
         raise BadInput(envelope_path, "predicate", "missing")
-    differences = diff_header(signed, header.derive(evidence_dir))
-    recomputed = evaluate(evidence_dir).as_json()
+    try:
+        differences = diff_header(signed, header.derive(evidence_dir))
+        recomputed = evaluate(evidence_dir).as_json()
+    except BadInput as error:
+        # evidence that verified but cannot be scored here (a forger's, or another harness
+        # revision's format): still the one-line refusal (exit 2), saying who made it
+        notes = _notes(signed)
+        if not notes:
+            raise
+        raise BadInput(error.source, error.field, f"{error.message} ({'; '.join(notes)})") from None
     differences += diff_sections(signed, recomputed)
     extra = sorted(set(signed) - set(header.SECTIONS) - set(COMPARED) - {"harness", "signer"})
     differences += [f"{name}: in the statement, not derived from the evidence" for name in extra]
@@ -112,7 +120,30 @@ def audit(run_dir: Path, pubkey: Path | None = None) -> AuditResult:
 
 
 def _notes(signed: dict[str, Any]) -> list[str]:
-    """Scoring code can change between harness revisions: say when it did."""
+    """Scoring code and the libraries it scores with can change: say when they did."""
+    return _revision_notes(signed) + _package_notes(signed)
+
+
+def _package_notes(signed: dict[str, Any]) -> list[str]:
+    environment = signed.get("environment")
+    recorded = environment.get("packages") if isinstance(environment, dict) else None
+    if not isinstance(recorded, dict):
+        return []
+    here = package_versions()
+    changed = [
+        f"{name} {recorded[name]} -> {here[name]}"
+        for name in sorted(set(recorded) & set(here))
+        if recorded[name] != here[name]
+    ]
+    if not changed:
+        return []
+    return [
+        "packages the figures are computed with differ from the run's (a figure that "
+        "differs may come from them): " + ", ".join(changed)
+    ]
+
+
+def _revision_notes(signed: dict[str, Any]) -> list[str]:
     made_by = signed.get("harness") or {}
     current = {"version": __version__, "git_revision": git_revision()}
     same_source = made_by.get("source_sha256") == source_digest()

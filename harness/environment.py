@@ -13,7 +13,25 @@ from typing import Any
 
 from harness import nvml
 
-PACKAGES = ("torch", "onnxruntime", "numpy", "scipy", "securesystemslib", "nvidia-ml-py")
+# the packages figures depend on: the frameworks measured, and the scoring libraries whose
+# data or algorithms a figure is computed with (an audit on other versions may differ)
+PACKAGES = (
+    "torch",
+    "onnxruntime",
+    "numpy",
+    "scipy",
+    "securesystemslib",
+    "nvidia-ml-py",
+    "mlcommons-loadgen",
+    "scikit-learn",
+    "jiwer",
+    "rapidfuzz",
+    "sacrebleu",
+    "opencc-python-reimplemented",
+    "cn2an",
+    "pocketsphinx",
+    "pymicro-wakeword",
+)
 
 
 def _cpuinfo() -> dict[str, str]:
@@ -50,6 +68,11 @@ def cpu_facts() -> dict[str, Any]:
         "isa_extensions": isa,
         "cpu_flags": sorted(flags),
     }
+
+
+def package_versions() -> dict[str, str | None]:
+    """The installed version of every package in PACKAGES (None: not installed)."""
+    return _versions()
 
 
 def _versions() -> dict[str, str | None]:

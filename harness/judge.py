@@ -159,6 +159,14 @@ def judge(
         return verdict("NOT_MEASURED", None, None, None, reason)
     value = convert(measurement.value, measurement.unit, indicator.unit)
     if measurement.invalid_reason:
+        if measurement.failures_count_against and not COMPARE[indicator.op](
+            value, indicator.target
+        ):
+            reason = (
+                f"measured {value:.4g} misses the target with its failures counted against "
+                f"it, which can only make it worse ({measurement.invalid_reason})"
+            )
+            return verdict("FAIL", value, None, None, reason)
         reason = f"measured {value:.4g} cannot decide: {measurement.invalid_reason}"
         return verdict("INCONCLUSIVE", value, None, None, reason)
     ci = measurement.ci

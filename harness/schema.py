@@ -207,6 +207,11 @@ class Measurement(Strict):
     # Set when the figure was measured but cannot decide a verdict (an instrument lost,
     # samples that do not cover the window, a partial-domain instrument): INCONCLUSIVE.
     invalid_reason: str = ""
+    # Set with `invalid_reason` when what made the figure invalid (failed samples) is already
+    # counted against it (as errors, or at their timeout): the figure can only be worse than
+    # measured, so one that misses its target FAILs even so (a SUT cannot turn a FAIL into an
+    # INCONCLUSIVE by crashing on purpose).
+    failures_count_against: bool = False
     # Why a figure with no interval is exact (a count, a deterministic file size or ratio of
     # sizes): only then is it judged without a bound. A measured figure with neither `ci` nor
     # `exact` (one whole run, no repeats) is INCONCLUSIVE. Counts (unit "count") are exact.

@@ -60,3 +60,15 @@ def test_bad_inputs_are_refused() -> None:
         ratio_interval([1.0, float("nan")], [1, 1], 0.95)
     with pytest.raises(ValueError):
         ratio_interval([0, 0], [0, 0], 0.95)
+
+
+def test_an_answer_larger_than_the_harness_keeps_fails_its_sample() -> None:
+    """A 20 MB answer is not stored whole in the evidence: its sample fails, saying why."""
+    from harness.adapters.protocol import SampleOutput
+    from harness.probes.sessions import MAX_OUTPUT_BYTES, output_records
+
+    huge = "x" * (MAX_OUTPUT_BYTES + 1)
+    rows = output_records(["a", "b"], [SampleOutput(0, "fine", None, 0.1),
+                                       SampleOutput(1, huge, None, 0.2)])  # fmt: skip
+    assert rows[0]["output"] == "fine" and rows[0]["error"] is None
+    assert rows[1]["output"] is None and "more than" in rows[1]["error"]

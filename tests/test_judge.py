@@ -123,6 +123,25 @@ def test_an_invalid_figure_is_inconclusive_even_when_it_misses() -> None:
     assert "connection lost" in v.reason
 
 
+def test_failures_counted_against_a_figure_cannot_turn_its_fail_into_inconclusive() -> None:
+    """A SUT that crashes on one utterance makes the figure invalid; when the failures are
+    already counted against it (as errors) and it still misses the target, it FAILs; when
+    it clears the target it stays INCONCLUSIVE (the failures decide nothing in its favour)."""
+    ind = Indicator(id="zh", title="Z", metric="a", op=">=", target=98, unit="%", source="t")
+
+    def figure(value: float) -> Measurement:
+        return Measurement(
+            id="a", value=value, unit="%", n=10, repeats=1, method="m",
+            invalid_reason="1 of 10 utterances failed (counted as deletions)",
+            failures_count_against=True,
+        )  # fmt: skip
+
+    missed = judge(ind, figure(40.0), None, None)
+    assert missed.status == "FAIL" and "counted against it" in missed.reason
+    cleared = judge(ind, figure(99.0), None, None)
+    assert cleared.status == "INCONCLUSIVE" and "cannot decide" in cleared.reason
+
+
 def test_one_whole_run_figure_without_an_interval_cannot_pass() -> None:
     """A single LoadGen Offline run (or one power window's throughput) has no spread: even
     far above the target it is INCONCLUSIVE, and the reason says what is needed."""

@@ -4,7 +4,9 @@ own reference engines), else the adapter named by the submission's `sut:` block.
 from __future__ import annotations
 
 import inspect
+import json
 import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,9 @@ def answer_all(
     return outputs
 
 
+MAX_OUTPUT_BYTES = 1_000_000  # of one answer's JSON form; a larger one fails its sample
+
+
 def output_records(ids: Sequence[str], outputs: Sequence[SampleOutput]) -> list[dict[str, Any]]:
     """The evidence of a set of answers: per sample its id, index, output (text, or the
     JSON form of what came back), error and the harness's latency."""
@@ -103,6 +108,14 @@ def output_records(ids: Sequence[str], outputs: Sequence[SampleOutput]) -> list[
                 output = to_json(o.output)
             except UnsupportedInput as reason:
                 error = f"bad output: {reason}"
+            else:
+                size = len(json.dumps(output, ensure_ascii=False).encode("utf-8"))
+                if size > MAX_OUTPUT_BYTES:
+                    output = None
+                    error = (
+                        f"bad output: {size} bytes, more than the {MAX_OUTPUT_BYTES} bytes the "
+                        "harness keeps of one answer"
+                    )
         records.append(
             {"id": i, "index": o.index, "output": output, "error": error, "latency_s": o.latency_s}
         )
@@ -110,12 +123,15 @@ def output_records(ids: Sequence[str], outputs: Sequence[SampleOutput]) -> list[
 
 
 def stage_inputs(paths: Sequence[Path], directory: Path) -> list[Path]:
-    """Copies of input files under opaque names (`000000.wav`, ...) in a fresh folder of
-    `directory`, to hand to the SUT instead of the originals: a path into the lab's set
-    would show the SUT where the set's references lie (the manifest beside the audio) and
-    the file's own name. Each copy keeps its suffix; the SUT sees nothing else."""
-    stage = directory / "sut-inputs"
-    stage.mkdir(parents=True, exist_ok=False)
+    """Copies of input files under opaque names (`000000.wav`, ...) in a fresh folder
+    under `directory` (one that holds nothing else: a temporary folder of its own), to hand
+    to the SUT instead of the originals: a path into the lab's set would show the SUT where
+    the set's references lie (the manifest beside the audio) and the file's own name. Each
+    copy keeps its suffix; the SUT sees nothing else."""
+    # a folder of its own (not inside the one the set was built in, whose other files the
+    # SUT could list), readable by this user only
+    stage = Path(tempfile.mkdtemp(prefix="sut-inputs-", dir=directory))
+    stage.chmod(0o700)
     staged: list[Path] = []
     for k, path in enumerate(paths):
         target = stage / f"{k:06d}{path.suffix.lower()}"
