@@ -1,13 +1,21 @@
 """Power end to end through a wall meter that speaks the PTDaemon protocol (the loopback
-server of tests/loopback_ptd.py): ranging pass, testing pass, and a meter that disconnects."""
+server of tests/loopback_ptd.py): ranging pass, testing pass, a meter that disconnects, fixed
+ranges set by hand, and evidence whose ranging records were removed or disagree with the plan
+(one live ranged run, shared by the tests that edit copies of it)."""
 
 from __future__ import annotations
 
+import gc
 import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from loopback_ptd import Constant, LoopbackPtd
+from clihelpers import assert_one_line_error, forge, isolated_env, run_cli
+from loopback_ptd import Constant, LoopbackPtd, Measurement
 
 # the loopback PTDaemon and the meter's poll thread share this process: a garbage
 # collection's pause would shift the samples (see `no_gc_pauses` in conftest.py)
@@ -75,14 +83,42 @@ def _setup(tmp_path: Path, port: int, extra: str = "") -> tuple[Path, Path, Path
     return tmp_path / "suite.yaml", submission, lab
 
 
-def test_wall_power_with_a_ranging_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with LoopbackPtd(Constant(42.0)) as ptd:
-        suite, submission, lab = _setup(tmp_path, ptd.port)
-        out = tmp_path / "run"
-        argv = ["run", str(suite), "--submission", str(submission), "--out", str(out)]
-        assert _run([*argv, "--instruments", str(lab)], monkeypatch) == 0
-        commands = list(ptd.commands)
-        passes = list(ptd.measurements)
+@dataclass(frozen=True)
+class RangedRun:
+    out: Path
+    lab: Path
+    commands: list[str]
+    passes: list[Measurement]
+
+
+@pytest.fixture(scope="module")
+def ranged_run(tmp_path_factory: pytest.TempPathFactory) -> RangedRun:
+    """ONE live run with both ranging passes (42 W constant); never modify it in place."""
+    base = tmp_path_factory.mktemp("ranged-run")
+    config = base / "xdg-config"
+    config.mkdir()
+    enabled = gc.isenabled()
+    gc.disable()  # as `no_gc_pauses`, for the whole run
+    try:
+        with isolated_env(config), LoopbackPtd(Constant(42.0)) as ptd:
+            suite, submission, lab = _setup(base, ptd.port)
+            out = base / "run"
+            argv = ["run", suite, "--submission", submission, "--out", out]
+            result = run_cli(*argv, "--instruments", lab)
+            commands = list(ptd.commands)
+            passes = list(ptd.measurements)
+    finally:
+        if enabled:
+            gc.enable()
+    assert result.code == 0, result.stdout + result.stderr
+    return RangedRun(out, lab, commands, passes)
+
+
+def test_wall_power_with_a_ranging_pass(
+    ranged_run: RangedRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, lab = ranged_run.out, ranged_run.lab
+    commands, passes = ranged_run.commands, ranged_run.passes
     # MLPerf's order: the idle window ranged on its own, then measured; the load ranged after
     # the warm-up on the load itself for its full duration (2.5 s), then measured
     assert [m.mark for m in passes] == ["wall-ranging", "wall", "wall-ranging", "wall"]
@@ -257,3 +293,157 @@ def test_settle_time_defaults_to_mlperf_and_is_shorter_under_quick() -> None:
     assert named["instruments"][0]["settle"]["source"] == "the instrument's settle_s"
     # the meter built from the resolved spec waits that long
     assert _with_settle(spec, False, plan()).build().settle_s == 10.0
+
+
+# ------------------------------------------------- ranging that is missing or disagrees
+
+NO_RANGING = "MLPerf would reject this run: no ranging pass on the workload"
+POWER = Path("evidence/tasks/power")
+
+
+def _evaluate(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """typical_w, idle_w and the typical power verdict, re-scored from the evidence as it is."""
+    from harness.evaluate import evaluate
+
+    result = evaluate(run_dir / "evidence").as_json()
+    m = {x["id"]: x for x in result["measurements"]}
+    verdict = {v["indicator"]: v for v in result["verdicts"]}["typical_power_w"]
+    return m["power.typical_w"], m["power.idle_w"], verdict
+
+
+def _edit_json(path: Path, edit: Callable[[Any], None]) -> None:
+    value = json.loads(path.read_text())
+    edit(value)
+    path.write_text(json.dumps(value))
+
+
+def _drop_ranging(phases: tuple[str, ...]) -> Callable[[Any], None]:
+    def edit(plan: Any) -> None:
+        wall = next(i for i in plan["instruments"] if i["name"] == "wall")
+        wall["ranging"] = [p for p in wall["ranging"] if p not in phases]
+        if not wall["ranging"]:
+            del wall["ranging"]
+
+    return edit
+
+
+def test_fixed_ranges_set_by_hand_cannot_decide(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ranging: false` with fixed ranges a lab chose by hand (250 V, 1 A for 42 W at 230 V,
+    PF 0.95: 0.192 A, uncertainty 0.1 % + 0.1 % x 250 / 42 = 0.70 %, inside MLPerf's 1 %):
+    measured and reported, but MLPerf would reject it, so the verdict cannot be PASS."""
+    with LoopbackPtd(Constant(42.0)) as ptd:
+        extra = ', ranging: false, voltage_range: "250", current_range: "1"'
+        suite, submission, lab = _setup(tmp_path, ptd.port, extra)
+        out = tmp_path / "run"
+        argv = ["run", str(suite), "--submission", str(submission), "--out", str(out)]
+        assert _run([*argv, "--instruments", str(lab)], monkeypatch) == 0
+        assert [m.mark for m in ptd.measurements] == ["wall", "wall"]  # no ranging passes
+    assert not (out / POWER / "ranging").exists()
+    typical, verdict = _typical_power(out)
+    assert typical["value"] == pytest.approx(42.0, rel=1e-6)
+    reason = typical["invalid_reason"]
+    assert reason.startswith(
+        f"{NO_RANGING}: the load window was measured on fixed ranges (voltage 250, current 1)"
+    ), reason
+    assert "uncertainty" not in reason  # the ranges are good: the missing ranging is why
+    assert verdict["status"] == "INCONCLUSIVE"
+    assert NO_RANGING in verdict["reason"]
+    idle = json.loads((out / "statement.json").read_text())["predicate"]["measurements"]
+    idle_w = next(x for x in idle if x["id"] == "power.idle_w")
+    assert f"{NO_RANGING}: the idle window" in idle_w["invalid_reason"]
+    assert _run(["audit", str(out)], monkeypatch) == 0
+
+
+def test_deleted_ranging_records_with_the_plan_edited_to_match_cannot_pass(
+    ranged_run: RangedRun, tmp_path: Path
+) -> None:
+    """A forger deletes ranging/ and drops the `ranging` lists from plan.json, so the two
+    agree: the testing passes are then on fixed ranges no ranging pass chose."""
+    run = tmp_path / "run"
+    shutil.copytree(ranged_run.out, run)
+    assert _evaluate(run)[2]["status"] == "PASS"  # the untouched copy passes
+    shutil.rmtree(run / POWER / "ranging")
+    _edit_json(run / POWER / "plan.json", _drop_ranging(("idle", "load")))
+    typical, idle_w, verdict = _evaluate(run)
+    assert typical["value"] == pytest.approx(42.0, rel=1e-6)
+    assert f"{NO_RANGING}: the load window" in typical["invalid_reason"]
+    assert f"{NO_RANGING}: the idle window" in idle_w["invalid_reason"]
+    assert verdict["status"] == "INCONCLUSIVE" and NO_RANGING in verdict["reason"]
+    # re-signed with the old predicate (PASS), the audit finds the verdict changed
+    forge(run)
+    result = run_cli("audit", run)
+    assert result.code == 1 and result.stdout.startswith("MISMATCH"), result.stdout
+    assert "verdicts[typical_power_w].status" in result.stdout
+
+
+def _scale_ranging_load(run: Path) -> None:
+    """The load's ranging pass drew 1.2 x: 50.4 W, so the 42 W testing pass is below
+    50.4 W - 5 % = 47.88 W (a record that rejects the run)."""
+
+    def edit(info: Any) -> None:
+        samples = info["record"]["power_samples"]
+        info["record"]["power_samples"] = [[t, w * 1.2] for t, w in samples]
+
+    _edit_json(run / POWER / "ranging/load/wall.json", edit)
+
+
+def _delete_load_ranging(run: Path) -> None:
+    (run / POWER / "ranging/load/wall.json").unlink()
+
+
+def _idle_ranging_as_load(run: Path) -> None:
+    shutil.copyfile(run / POWER / "ranging/idle/wall.json", run / POWER / "ranging/load/wall.json")
+
+
+def _other_chosen_ranges(run: Path) -> None:
+    def edit(info: Any) -> None:
+        info["chosen"]["current"] = "20"
+
+    _edit_json(run / POWER / "ranging/load/wall.json", edit)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "plan_edit", "needle"),
+    [
+        # plan.json leaves "load" out while the damning ranging record remains
+        (
+            _scale_ranging_load,
+            _drop_ranging(("load",)),
+            "ranging/load/wall.json exists, but plan.json does not list 'load'",
+        ),
+        (_delete_load_ranging, None, "ranging/load/wall.json is missing"),
+        (_other_chosen_ranges, None, "ranging/load/wall.json chose voltage"),
+        # the idle ranging pass (lower power, so the -5 % rule holds) passed off as the load's
+        (_idle_ranging_as_load, None, "is not between the previous window and the load"),
+    ],
+    ids=["plan-drops-load", "file-deleted", "other-ranges", "idle-as-load"],
+)
+def test_ranging_evidence_that_disagrees_cannot_be_scored(
+    ranged_run: RangedRun,
+    tmp_path: Path,
+    tamper: Callable[[Path], None],
+    plan_edit: Callable[[Any], None] | None,
+    needle: str,
+) -> None:
+    from harness.errors import BadInput
+
+    run = tmp_path / "run"
+    shutil.copytree(ranged_run.out, run)
+    tamper(run)
+    if plan_edit is not None:
+        _edit_json(run / POWER / "plan.json", plan_edit)
+    with pytest.raises(BadInput, match="evidence cannot be scored") as info:
+        _evaluate(run)
+    assert needle in str(info.value), str(info.value)
+    if tamper is _scale_ranging_load:
+        # with the plan left alone, the same record rejects the run by MLPerf's -5 % rule
+        shutil.copytree(ranged_run.out, tmp_path / "plain")
+        _scale_ranging_load(tmp_path / "plain")
+        typical, _, verdict = _evaluate(tmp_path / "plain")
+        assert "below the ranging average 50.4 W minus 5%" in typical["invalid_reason"]
+        assert verdict["status"] == "INCONCLUSIVE"
+        # a forger's re-signed run: the audit refuses it in one line
+        forge(run)
+        assert_one_line_error(run_cli("audit", run), "evidence cannot be scored", needle)

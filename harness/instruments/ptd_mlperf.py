@@ -4,8 +4,10 @@ Pure functions of the records `harness.instruments.ptdaemon.PtdMeter` writes (an
 ranging pass's record), so `score` decides them and `harness audit` re-derives them from
 the evidence. `rejections` lists what would make MLPerf's checker reject a testing pass
 (each makes the power verdict INCONCLUSIVE); `ranging_rejection` is the testing-vs-ranging
-average rule; `notes` lists where a pass is not run the way MLPerf runs it (sample period,
-settle time, daemon version and analyzer model), which is reported but decides nothing.
+average rule; `unranged_rejection` refuses a pass on fixed ranges that no ranging pass on its
+workload chose (ranges set by hand); `notes` lists where a pass is not run the way MLPerf
+runs it (sample period, settle time, daemon version and analyzer model), which is reported
+but decides nothing.
 """
 
 from __future__ import annotations
@@ -84,9 +86,32 @@ def rejections(record: dict[str, Any], start_s: float, end_s: float) -> list[str
     return [f"{REJECT}: {p}" for p in problems]
 
 
-def ranging_rejection(testing_w: float, ranging_w: float) -> str:
+def unranged_rejection(record: dict[str, Any], phase: str) -> str:
+    """Why MLPerf would reject a testing pass that has no ranging record for its window
+    ("" when it would not): MLPerf measures on the fixed ranges its ranging pass chose on the
+    very workload, so fixed ranges set by hand (`ranging: false` with `voltage_range` and
+    `current_range`) are not enough. A lab may still measure that way: the figure is
+    reported, and this says why it cannot decide. A pass on auto ranges is refused by
+    `rejections`; one that did not complete is judged by its status elsewhere."""
+    if record.get("status") != "ok" or not fixed_ranges(record):
+        return ""
+    this_pass = record["extra"]["ranges"]["this_pass"]
+    return (
+        f"{REJECT}: no ranging pass on the workload: the {phase} window was measured on "
+        f"fixed ranges (voltage {this_pass['voltage']}, current {this_pass['current']}) that "
+        "no ranging pass in the evidence chose (ranges set by hand)"
+    )
+
+
+def ranging_rejection(testing_w: float, ranging_w: float | None, why: str = "") -> str:
     """MLPerf's rule: the testing pass's average power is at least the ranging pass's minus
-    5 % (both over their workload windows); "" when it holds."""
+    5 % (both over their workload windows); "" when it holds. A ranging pass with no
+    average (`ranging_w` None, `why` says why) cannot show that it holds."""
+    if ranging_w is None:
+        return (
+            f"{REJECT}: the ranging pass gives no average power over its workload window "
+            f"({why or 'no reason recorded'}), so the testing-vs-ranging rule cannot be checked"
+        )
     floor = ranging_w * (1 - MLPERF_RANGING_TOLERANCE)
     if testing_w >= floor:
         return ""

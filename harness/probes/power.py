@@ -15,8 +15,10 @@ and energy. The figure that judges the suite's indicator comes from the first in
 an allowed domain; a partial-domain instrument (NVML, RAPL) is labelled and cannot pass a
 wall-power indicator unless the suite allows its domain. A PTDaemon figure that MLPerf's
 checker would reject (`harness.instruments.ptd_mlperf`: uncertainty, error samples, the
-meter's counts, the testing-vs-ranging rule) cannot decide a verdict either; where the pass
-is run otherwise than MLPerf runs it, its label says "not MLPerf".
+meter's counts, the testing-vs-ranging rule, fixed ranges that no ranging pass on the
+window's workload chose) cannot decide a verdict either; where the pass is run otherwise than
+MLPerf runs it, its label says "not MLPerf". The ranging records are read whenever they exist:
+evidence whose plan.json and ranging files disagree cannot be scored (ValueError).
 """
 
 from __future__ import annotations
@@ -310,19 +312,69 @@ def _energies(
     evidence: EvidenceReader, name: str, ranged: list[str], load: Window, idle: Window
 ) -> tuple[WindowEnergy, WindowEnergy]:
     """One instrument's load and idle figures; a PTDaemon pass also answers to MLPerf's
-    rules (`harness.instruments.ptd_mlperf`), from its records and its ranging passes'."""
+    rules (`harness.instruments.ptd_mlperf`), from its records and its ranging passes'.
+
+    ValueError (the evidence cannot be scored) where plan.json's `ranging` list and the
+    ranging/<phase>/<name>.json files disagree, or a ranging record does not fit its pass."""
     records = {phase: evidence.read_json(f"{phase}/{name}.json") for phase in ("load", "idle")}
     windows = {"load": load, "idle": idle}
+    # the load's ranging pass runs after the idle window, the idle's before it
+    earliest = {"load": idle.end_s, "idle": float("-inf")}
     out = {}
     for phase, record in records.items():
         energy = window_energy(record, windows[phase])
+        ranging = _ranging_record(
+            evidence, name, phase, phase in ranged, record, windows[phase], earliest[phase]
+        )
         if record["kind"] == "ptdaemon":
-            ranging = (
-                evidence.read_json(f"ranging/{phase}/{name}.json") if phase in ranged else None
-            )
-            energy = _mlperf_checked(energy, record, windows[phase], ranging, phase == "load")
+            energy = _mlperf_checked(energy, record, windows[phase], ranging, phase)
         out[phase] = energy
     return out["load"], out["idle"]
+
+
+def _ranging_record(
+    evidence: EvidenceReader,
+    name: str,
+    phase: str,
+    planned: bool,
+    record: dict[str, Any],
+    window: Window,
+    earliest_s: float,
+) -> dict[str, Any] | None:
+    """ranging/<phase>/<name>.json whenever it exists (None when it does not). It must
+    agree with plan.json (which lists the phases ranged), have chosen the ranges the testing
+    pass ran on, and have run before that pass's window (after `earliest_s`): otherwise
+    ValueError. A record the plan leaves out is not ignored: a plan edited to drop it
+    cannot hide what it says."""
+    path = f"ranging/{phase}/{name}.json"
+    present = evidence.exists(path)
+    if planned and not present:
+        raise ValueError(f"plan.json says {name}'s {phase} window was ranged; {path} is missing")
+    if not present:
+        return None
+    if not planned:
+        raise ValueError(
+            f"{path} exists, but plan.json does not list {phase!r} in {name}'s ranging passes"
+        )
+    ranging = evidence.read_json(path)
+    if not isinstance(ranging, dict) or not {"record", "window", "chosen"} <= ranging.keys():
+        raise ValueError(f"{path}: not a ranging record (needs record, window and chosen)")
+    this_pass = record.get("extra", {}).get("ranges", {}).get("this_pass", {})
+    chosen = ranging["chosen"]
+    got = (str(this_pass.get("voltage")), str(this_pass.get("current")))
+    want = (str(chosen.get("voltage")), str(chosen.get("current")))
+    if record.get("kind") == "ptdaemon" and got != want:
+        raise ValueError(
+            f"{path} chose voltage {want[0]}, current {want[1]}; {phase}/{name}.json ran on "
+            f"voltage {got[0]}, current {got[1]}"
+        )
+    start_s, end_s = (float(x) for x in ranging["window"])
+    if not earliest_s <= start_s <= end_s <= window.start_s:
+        raise ValueError(
+            f"{path}: its window [{start_s:.3f}, {end_s:.3f}] s is not between the previous "
+            f"window and the {phase} window it ranged (from {window.start_s:.3f} s)"
+        )
+    return ranging
 
 
 def _mlperf_checked(
@@ -330,16 +382,20 @@ def _mlperf_checked(
     record: dict[str, Any],
     window: Window,
     ranging: dict[str, Any] | None,
-    testing_workload: bool,
+    phase: str,
 ) -> WindowEnergy:
     """`energy` with MLPerf's rejections added to its problem and its "not MLPerf" notes
-    to its source. The ranging rule (testing average >= ranging average - 5 %) applies to
-    the load, the workload MLPerf measures."""
+    to its source. A pass on fixed ranges with no ranging record for its window is rejected
+    (ranges set by hand). The ranging rule (testing average >= ranging average - 5 %)
+    applies to the load, the workload MLPerf measures."""
     problems = ptd_mlperf.rejections(record, window.start_s, window.end_s)
-    if testing_workload and ranging is not None and energy.average_w is not None:
+    if ranging is None:
+        problems.append(ptd_mlperf.unranged_rejection(record, phase))
+    elif phase == "load" and energy.average_w is not None:
         ranged = window_energy(ranging["record"], Window(*ranging["window"]))
-        if ranged.average_w is not None:
-            problems.append(ptd_mlperf.ranging_rejection(energy.average_w, ranged.average_w))
+        problems.append(
+            ptd_mlperf.ranging_rejection(energy.average_w, ranged.average_w, ranged.problem)
+        )
     notes = ptd_mlperf.notes(record)
     return replace(
         energy,
