@@ -14,6 +14,7 @@ import pytest
 from clihelpers import assert_one_line_error, isolated_env, run_cli
 from scipy import stats
 
+from harness.adapters.protocol import SampleOutput
 from harness.errors import BadInput
 from harness.evidence import EvidenceReader, EvidenceWriter
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
@@ -39,6 +40,7 @@ def run(
     tmp: Path,
     datasets: dict[str, Path] | None = None,
     sut: dict[str, Any] | None = None,
+    session: Any = None,
 ) -> tuple[list[str], ScoreResult, Path]:
     root = tmp / "evidence"
     failures = probe.collect(
@@ -52,6 +54,7 @@ def run(
             evidence=EvidenceWriter(root),
             datasets=datasets or {},
             sut_base_dir=tmp,
+            session=session,
         )
     )
     result = probe.score(
@@ -230,6 +233,128 @@ def test_failed_samples_count_as_wrong(tmp_path: Path) -> None:
     assert m.value == 50.0 and m.details["failed_samples"] == 1
 
 
+# ------------------------------------------------------------------ hostile SUTs (review)
+
+
+class FnSession:
+    """A real in-process SUT session: `answer(data)` per sample."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+
+    def describe(self) -> dict[str, Any]:
+        return {"adapter": "test function"}
+
+    def run(self, samples: Any) -> list[SampleOutput]:
+        return [SampleOutput(s.index, self.answer(s.data), None, 0.0) for s in samples]
+
+    def close(self) -> None:
+        return None
+
+
+PEEKER = """
+import json, pathlib, sys
+root = pathlib.Path(sys.argv[1])
+found = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+print(json.dumps(found))
+"""
+
+
+def test_references_are_written_only_after_the_session_is_closed(tmp_path: Path) -> None:
+    """H1: a SUT that lists the task's evidence folder while it answers finds no reference
+    (items.json, the input copy): they are written once the session is closed."""
+    script = tmp_path / "peek.py"
+    root = tmp_path / "evidence"
+    script.write_text(PEEKER, encoding="utf-8")
+    path = write_jsonl(tmp_path / "i.jsonl", [{"id": "a", "text": "hi", "intent": "greet"}])
+    sut = {"adapter": "command", "argv": [sys.executable, str(script), str(root), "{input}"]}
+    run(IntentProbe(), IntentArgs(), tmp_path, {"intents": path}, sut)
+    seen = json.loads(json.loads((root / "outputs.json").read_text())[0]["output"])
+    assert not any(name.endswith(("items.json", "input.jsonl")) for name in seen), seen
+    assert (root / "items.json").is_file() and (root / "input.jsonl").is_file()
+
+
+def test_a_byte_copy_of_the_shipped_test_split_is_still_the_dev_set(tmp_path: Path) -> None:
+    """H3/A8: a SUT that memorised the public split (a text -> intent table) scores 100%,
+    but the figure is invalid, whether the split comes by default or as a --dataset copy."""
+    shipped = dev_dataset("d08-speech-interaction", "intents/test.jsonl")
+    table = {
+        json.loads(ln)["text"]: json.loads(ln)["intent"]
+        for ln in shipped.read_text(encoding="utf-8").splitlines()
+        if ln.strip()
+    }
+    copy = tmp_path / "renamed.jsonl"
+    copy.write_bytes(shipped.read_bytes())
+
+    for datasets in ({"intents": copy}, {}):
+        _, result, _ = run(
+            IntentProbe(),
+            IntentArgs(),
+            tmp_path / str(len(datasets)),
+            datasets,
+            session=FnSession(lambda text: table[text]),
+        )
+        (m,) = result.measurements
+        assert m.value == 100.0
+        assert "shipped public dev set" in m.invalid_reason
+    # a lab set that is not the shipped bytes decides
+    own = write_jsonl(tmp_path / "own.jsonl", [{"id": "a", "text": "hi", "intent": "greet"}])
+    _, result, _ = run(
+        IntentProbe(),
+        IntentArgs(),
+        tmp_path / "own",
+        {"intents": own},
+        session=FnSession(lambda text: "greet"),
+    )
+    assert result.measurements[0].invalid_reason == ""
+
+
+def test_score_reparses_the_input_copy_and_checks_its_sha256(tmp_path: Path) -> None:
+    """A4: the set is kept byte for byte in the evidence; score re-parses that copy, and an
+    edited copy is refused."""
+    path = write_jsonl(tmp_path / "i.jsonl", [{"id": "a", "text": "hi", "intent": "greet"}])
+    _, _, root = run(IntentProbe(), IntentArgs(), tmp_path, {"intents": path})
+    assert (root / "input.jsonl").read_bytes() == path.read_bytes()
+    (root / "input.jsonl").write_text('{"id": "a", "text": "hi", "intent": "other"}\n')
+    with pytest.raises(ValueError, match="sha256"):
+        IntentProbe().score(
+            EvidenceReader(root),
+            ScoreContext(task_id="t", args=IntentArgs(), confidence=0.95, hardware=None),
+        )
+
+
+def test_logs_with_chosen_filled_in_never_pass(tmp_path: Path) -> None:
+    """H7: logs whose `chosen` the applicant wrote score as logged but are invalid."""
+    rows = [event(f"e{k}", "b", chosen="b") for k in range(200)]
+    path = write_jsonl(tmp_path / "logs.jsonl", rows)
+    _, result, _ = run(ArbitrationProbe(), ArbitrationArgs(), tmp_path, {"arbitration": path})
+    (m,) = result.measurements
+    assert m.value == 100.0 and "supplied arbitration logs" in m.invalid_reason
+
+
+def test_outputs_answering_none_of_the_task_are_not_measured(tmp_path: Path) -> None:
+    """A7: pre-computed outputs for another task's samples only: NOT_MEASURED, no failure."""
+    # index 0 holds another task's answer (a transcript): keyed by index, it lands here too
+    outputs = write_jsonl(tmp_path / "out.jsonl", [{"index": 0, "output": "打开客厅的灯"}])
+    rows = [{"id": "a", "text": "hi", "intent": "greet"}, {"id": "b", "text": "yo", "intent": "x"}]
+    path = write_jsonl(tmp_path / "i.jsonl", rows)
+    sut = {"adapter": "outputs", "path": str(outputs)}
+    failures, result, _ = run(IntentProbe(), IntentArgs(), tmp_path, {"intents": path}, sut)
+    assert failures == [] and result.measurements == []
+    assert "answer none of this task" in result.unmeasured[0].reason
+
+
+def test_pinned_digests_match_the_shipped_files() -> None:
+    """A3: the digests pinned in code are those of the shipped files (edit both together)."""
+    import hashlib
+
+    from harness.probes.speech.records import SHIPPED_DIGESTS
+
+    for name, digest in SHIPPED_DIGESTS.items():
+        data = dev_dataset("d08-speech-interaction", name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == digest, name
+
+
 # ------------------------------------------------------------------ end to end
 
 
@@ -250,13 +375,14 @@ def test_the_a2_tasks_run_verify_and_audit_through_the_cli(tmp_path: Path) -> No
         assert wake["status"] == "NOT_MEASURED"
     else:
         assert wake["status"] in ("INCONCLUSIVE", "FAIL")
-    if wake["status"] == "INCONCLUSIVE":  # no false wake in ~11 s of audio
-        assert "h missing" in wake["reason"] and "71.9 h" in wake["reason"]
+    if wake["status"] == "INCONCLUSIVE":  # the dev stream: never a verdict
+        assert "shipped public dev set" in wake["reason"]
     assert verdicts["synthesis_mos"]["status"] == "INCONCLUSIVE"
     assert "example sheet" in verdicts["synthesis_mos"]["reason"]
-    assert verdicts["intent_accuracy"]["status"] in ("FAIL", "INCONCLUSIVE", "PASS")
-    assert verdicts["arbitration_accuracy"]["status"] == "INCONCLUSIVE"
-    assert "more samples are needed" in verdicts["arbitration_accuracy"]["reason"]
+    # the shipped dev sets' references are public: figures, never a PASS
+    for name in ("intent_accuracy", "arbitration_accuracy"):
+        assert verdicts[name]["status"] == "INCONCLUSIVE", verdicts[name]
+        assert "shipped public dev set" in verdicts[name]["reason"]
     # one utterance: the mean has no bound, whatever it is
     assert verdicts["response_time"]["status"] in ("INCONCLUSIVE", "FAIL")
 

@@ -44,6 +44,7 @@ from harness.refengines import wake as engines
 from harness.schema import Indicator, SutSpec
 
 RATE = 16000
+LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
 INDICATOR = Indicator(
     id="false_wakes",
     title="False wakes",
@@ -459,6 +460,104 @@ def test_precomputed_outputs_are_keyed_by_stream_file(tmp_path: Path) -> None:
         {"adapter": "outputs", "path": str(answers)},
     )
     assert by_id(result)["false_wakes"].value == 2  # 0.5 and 2.9 are 2.4 s apart
+
+
+# Lists, while it runs, every file it can reach: the evidence folder (argv[2]) and the
+# folder its input was staged in and the one above it (the harness's build folder would
+# hold the raw positives); answers no wake-up.
+SNOOP = """
+import json, pathlib, sys
+staged = pathlib.Path(sys.argv[1])
+seen = [str(p) for p in pathlib.Path(sys.argv[2]).rglob("*") if p.is_file()]
+for folder in (staged.parent, staged.parent.parent):
+    seen += [str(p) for p in folder.rglob("*") if p.is_file() and p != staged]
+with open(sys.argv[3], "a") as log:
+    log.write(json.dumps(seen) + "\\n")
+print("[]")
+"""
+
+
+def test_the_engine_sees_neither_the_layout_nor_the_positives_while_it_runs(
+    tmp_path: Path,
+) -> None:
+    """H1/H2: stream.json (where the positives lie) and the list copies are written after
+    the session is closed, and the staged file sits alone in a folder of its own."""
+    sets = tone_sets(tmp_path, positives=2)
+    log = tmp_path / "seen.jsonl"
+    root = tmp_path / "evidence"
+    args = WakeArgs(stream_file_s=10.0, detect_window_s=0.5, gap_s=3.0, refractory_s=2.0)
+    sut = command(tmp_path, "snoop.py", SNOOP, str(root), str(log))
+    run(args, tmp_path, sets, sut)
+    seen = [p for line in log.read_text().splitlines() for p in json.loads(line)]
+    assert not any(p.endswith(("stream.json", ".raw", "positive-list.jsonl")) for p in seen), seen
+    assert (root / "stream.json").is_file() and (root / "positive-list.jsonl").is_file()
+
+
+def test_dev_stream_figures_never_decide(tmp_path: Path) -> None:
+    """H3/A3: the dev negatives (public sentences, LibriVox) are recorded with their
+    sha256 against the pinned ones, and every figure on them carries an invalid_reason."""
+    args = WakeArgs(
+        librivox=False,
+        festival_sentences=1,
+        espeak_voices=[],
+        noise_kinds=["pinknoise"],
+        noise_s=20.0,
+        positives=0,
+        stream_file_s=60.0,
+    )
+    sut = command(tmp_path, "none.py", "print('[]')\n")
+    _, result, root = run(args, tmp_path, {}, sut)
+    sources = json.loads((root / "stream.json").read_text())["negatives"]["dev_sources"]
+    assert sources["status"] == "shipped dev set: verified"
+    assert result.measurements
+    for m in result.measurements:
+        assert "shipped public dev set" in m.invalid_reason, m.id
+
+
+def test_a_byte_copy_of_a_shipped_clip_is_the_dev_set(tmp_path: Path) -> None:
+    """H3/A8: LibriVox clips passed as the lab's negatives are recognised by sha256."""
+    negatives = tmp_path / "neg"
+    negatives.mkdir()
+    clip = LIBRIVOX_DIR / "sense_and_sensibility_01_austen_64kb-0880.wav"
+    (negatives / "mine.wav").write_bytes(clip.read_bytes())
+    write_wav(negatives / "own.wav", noise(3.0, 1))
+    sut = command(tmp_path, "none.py", "print('[]')\n")
+    _, result, _ = run(WakeArgs(stream_file_s=60.0), tmp_path, {"wake_negative": negatives}, sut)
+    rate = by_id(result)["false_wakes_per_24h"]
+    assert "1 of 2 negative clips are byte copies of shipped clips" in rate.invalid_reason
+
+
+def test_the_positive_list_copy_is_reparsed_and_checked(tmp_path: Path) -> None:
+    """A4: the lab's positive list is kept byte for byte; score refuses an edited copy."""
+    sets = tone_sets(tmp_path, positives=2)
+    args = WakeArgs(stream_file_s=10.0, detect_window_s=0.5, gap_s=3.0, refractory_s=2.0)
+    _, result, root = run(args, tmp_path, sets, command(tmp_path, "n.py", "print('[]')\n"))
+    assert (root / "positive-list.jsonl").read_bytes() == sets["wake_positive"].read_bytes()
+    assert by_id(result)["miss_rate"].invalid_reason == ""
+    copy = root / "positive-list.jsonl"
+    copy.write_text(copy.read_text().replace('"p1"', '"p9"'))
+    with pytest.raises(ValueError, match="sha256"):
+        WakeProbe().score(
+            EvidenceReader(root),
+            ScoreContext(task_id="wake", args=args, confidence=0.95, hardware=None),
+        )
+
+
+def test_outputs_answering_no_stream_file_are_not_measured(tmp_path: Path) -> None:
+    """A7: pre-computed outputs that answer no stream file: NOT_MEASURED, not a failure."""
+    negatives = tmp_path / "neg"
+    negatives.mkdir()
+    write_wav(negatives / "a.wav", noise(3.0, 1))
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text(json.dumps({"index": 99, "output": "[]"}) + "\n")
+    failures, result, _ = run(
+        WakeArgs(),
+        tmp_path,
+        {"wake_negative": negatives},
+        {"adapter": "outputs", "path": str(answers)},
+    )
+    assert failures == [] and result.measurements == []
+    assert all("answer none of this task" in u.reason for u in result.unmeasured)
 
 
 # ------------------------------------------------------------------ through the CLI

@@ -18,14 +18,19 @@ name) is the choice; in a dry run the harness's reference arbitrator answers (th
 with the highest `snr_db`).
 
 A sample the SUT failed counts as answered wrong (the count of such samples is in the
-details). score() reads only the evidence.
+details). Every reference-bearing file (the byte copy of the set, `input.jsonl`, and
+items.json) is written only after the SUT session is closed; score() re-parses that copy
+(checking its sha256) and reads nothing else but the evidence. A figure on a shipped dev
+file (decided by sha256, so a byte copy passed with --dataset is still the dev set) or on
+supplied logs carries an `invalid_reason`: it never decides a verdict. Under the `outputs`
+adapter, a task none of whose samples has a pre-computed output is NOT_MEASURED.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,39 +42,90 @@ from harness.evidence import EvidenceReader
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.probes.sessions import answer_all, open_adapter_session, output_records
 from harness.probes.speech.labelled_ref import IntentClassifier, SnrArbitrator
-from harness.probes.speech.records import Line, number_field, read_jsonl, text_field, unique
+from harness.probes.speech.records import (
+    INPUT_COPY,
+    NOT_ANSWERED_REASON,
+    Line,
+    all_unanswered,
+    checked_copy,
+    dev_reason,
+    dev_sources,
+    is_shipped,
+    number_field,
+    read_jsonl,
+    sha256_bytes,
+    text_field,
+    unique,
+)
 from harness.registry import probes
-from harness.schema import Measurement
+from harness.schema import Measurement, Unmeasured
 from harness.scoring.accuracy import accuracy_percent
 from harness.suites import dev_dataset
 
 SUITE_ID = "d08-speech-interaction"
+LOGS_REASON = (
+    "scored from supplied arbitration logs: the harness did not drive the arbitration and "
+    "`chosen` is the applicant's claim; drive the SUT with the events (no `chosen`) for a "
+    "verdict"
+)
 
 
-def _source(path: Path, shipped: bool) -> dict[str, Any]:
+def _source(path: Path, data: bytes, dev_name: str | None) -> dict[str, Any]:
+    """Where the set came from, its sha256 and, for the shipped dev file (`dev_name`: the
+    set was not given), the digests of what it was built from against the pinned ones."""
+    digest = sha256_bytes(data)
     return {
         "path": str(path),
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-        "shipped_dev_set": shipped,
+        "sha256": digest,
+        "shipped_dev_set": is_shipped(digest),
+        "dev_sources": dev_sources([(dev_name, path)]) if dev_name else None,
     }
 
 
-def _dataset(ctx: CollectContext, name: str, dev: str) -> tuple[Path, bool]:
+def _dataset(ctx: CollectContext, name: str, dev: str) -> tuple[Path, str | None]:
+    """The set's path and, when it is the shipped dev file, its pinned name."""
     given = ctx.datasets.get(name)
     if given is not None:
-        return given, False
-    return dev_dataset(SUITE_ID, dev), True
+        return given, None
+    return dev_dataset(SUITE_ID, dev), dev
 
 
-def _failures(records: list[dict[str, Any]]) -> list[str]:
+def _read_bytes(path: Path, what: str) -> bytes:
+    if not path.is_file():
+        raise BadInput(path, None, f"{what} not found")
+    return path.read_bytes()
+
+
+def _shipped_reason(source: dict[str, Any]) -> str:
+    """invalid_reason for a figure on a shipped dev file, decided by its sha256 (a byte copy
+    passed with --dataset is the dev set too)."""
+    if not is_shipped(str(source["sha256"])):
+        return ""
+    return dev_reason(source.get("dev_sources") or {"status": "shipped dev set: verified"})
+
+
+def _failures(
+    records: list[dict[str, Any]], sut: dict[str, Any], answers: Callable[[int, Any], bool]
+) -> list[str]:
     failed = [r for r in records if r["error"]]
-    if not failed:
-        return []
+    if not failed or all_unanswered(records, sut, answers):
+        return []  # pre-computed outputs that answer none of this task: NOT_MEASURED
     return [f"{len(failed)} of {len(records)} samples failed (first: {failed[0]['error']})"]
 
 
 def _label(output: Any) -> str | None:
     return output.strip() if isinstance(output, str) else None
+
+
+def _intent_answers(items: list[dict[str, str]]) -> Callable[[int, Any], bool]:
+    """Whether an output is a possible answer of the intent task: one of the set's labels."""
+    labels = {i["intent"] for i in items}
+    return lambda k, output: _label(output) in labels
+
+
+def _arbitration_answers(events: list[dict[str, Any]]) -> Callable[[int, Any], bool]:
+    """Whether an output is a possible answer of event k: one of its devices."""
+    return lambda k, output: _label(output) in {d["device"] for d in events[k]["devices"]}
 
 
 def _score_labels(
@@ -164,9 +220,9 @@ class IntentProbe:
     def collect(self, ctx: CollectContext) -> list[str]:
         args = ctx.args
         assert isinstance(args, IntentArgs)
-        path, shipped = _dataset(ctx, args.dataset, args.dev_test)
+        path, dev_name = _dataset(ctx, args.dataset, args.dev_test)
+        data = _read_bytes(path, "intent set")
         items = read_intents(path)
-        ctx.evidence.write_json("items.json", {"source": _source(path, shipped), "items": items})
         session: SutSession
         if ctx.session is None and ctx.sut.adapter == "local":
             ctx.progress("train the reference intent classifier")
@@ -175,7 +231,8 @@ class IntentProbe:
             session = IntentClassifier(
                 [t["text"] for t in train], [t["intent"] for t in train], ctx.seed
             )
-            sut = {"reference": True, "train": _source(train_path, True), **session.describe()}
+            train_source = _source(train_path, train_path.read_bytes(), args.dev_train)
+            sut = {"reference": True, "train": train_source, **session.describe()}
         else:
             session = open_adapter_session(ctx)
             sut = {"reference": False, **session.describe()}
@@ -186,31 +243,44 @@ class IntentProbe:
         finally:
             session.close()
         records = output_records([item["id"] for item in items], outputs)
+        # the references are written only now, with the session closed: a SUT cannot read
+        # them from the evidence folder while it answers
+        ctx.evidence.write_bytes(INPUT_COPY, data)
+        ctx.evidence.write_json(
+            "items.json", {"source": _source(path, data, dev_name), "items": items}
+        )
         ctx.evidence.write_json("sut.json", sut)
         ctx.evidence.write_json("outputs.json", records)
-        return _failures(records)
+        return _failures(records, sut, _intent_answers(items))
 
     def score(self, evidence: EvidenceReader, ctx: ScoreContext) -> ScoreResult:
         data = evidence.read_json("items.json")
-        items = data["items"]
+        source = data["source"]
+        items = read_intents(checked_copy(evidence.path(INPUT_COPY), source["sha256"]))
         sut = evidence.read_json("sut.json")
+        records = evidence.read_json("outputs.json")
+        if all_unanswered(records, sut, _intent_answers(items)):
+            return ScoreResult([], [Unmeasured(id="accuracy", reason=NOT_ANSWERED_REASON)])
         who = (
             "the harness's reference classifier (TF-IDF + logistic regression trained on "
             f"{sut['train_utterances']} shipped utterances)"
             if sut.get("reference")
             else "the SUT"
         )
-        set_name = "the shipped dev test split" if data["source"]["shipped_dev_set"] else "the set"
+        invalid = _shipped_reason(source)
+        set_name = "the shipped dev split" if invalid else "the set"
         measurement = _score_labels(
             "accuracy",
             [i["id"] for i in items],
             [i["intent"] for i in items],
-            evidence.read_json("outputs.json"),
+            records,
             ctx.confidence,
-            f"utterances of {set_name} (sha256 {data['source']['sha256'][:12]}) whose intent "
+            f"utterances of {set_name} (sha256 {source['sha256'][:12]}) whose intent "
             f"{who} answered exactly (answer stripped); a failed sample counts as wrong",
             "intent",
         )
+        if invalid:
+            measurement = measurement.model_copy(update={"invalid_reason": invalid})
         return ScoreResult([measurement], [])
 
 
@@ -304,26 +374,36 @@ class ArbitrationProbe:
     def collect(self, ctx: CollectContext) -> list[str]:
         args = ctx.args
         assert isinstance(args, ArbitrationArgs)
-        path, shipped = _dataset(ctx, args.dataset, args.dev_events)
+        path, dev_name = _dataset(ctx, args.dataset, args.dev_events)
+        data = _read_bytes(path, "arbitration log")
         events, logged = read_events(path)
         ids = [e["event_id"] for e in events]
-        ctx.evidence.write_json(
-            "items.json", {"source": _source(path, shipped), "logs": logged, "items": events}
-        )
+
+        def write(sut: dict[str, Any], records: list[dict[str, Any]]) -> None:
+            # references (`expected`) are written only once the session is closed
+            ctx.evidence.write_bytes(INPUT_COPY, data)
+            ctx.evidence.write_json(
+                "items.json",
+                {"source": _source(path, data, dev_name), "logs": logged, "items": events},
+            )
+            ctx.evidence.write_json("sut.json", sut)
+            ctx.evidence.write_json("outputs.json", records)
+
         if logged:
             ctx.progress("score the arbitration logs")
-            ctx.evidence.write_json("sut.json", {"reference": False, "logs": True, "driven": False})
-            records = [
-                {
-                    "id": e["event_id"],
-                    "index": i,
-                    "output": e["chosen"],
-                    "error": None,
-                    "latency_s": 0.0,
-                }
-                for i, e in enumerate(events)
-            ]
-            ctx.evidence.write_json("outputs.json", records)
+            write(
+                {"reference": False, "logs": True, "driven": False},
+                [
+                    {
+                        "id": e["event_id"],
+                        "index": i,
+                        "output": e["chosen"],
+                        "error": None,
+                        "latency_s": 0.0,
+                    }
+                    for i, e in enumerate(events)
+                ],
+            )
             return []
         ctx.progress("ask the SUT to arbitrate every event")
         session: SutSession
@@ -349,16 +429,29 @@ class ArbitrationProbe:
         finally:
             session.close()
         records = output_records(ids, outputs)
-        ctx.evidence.write_json("sut.json", sut)
-        ctx.evidence.write_json("outputs.json", records)
-        return _failures(records)
+        write(sut, records)
+        return _failures(records, sut, _arbitration_answers(events))
 
     def score(self, evidence: EvidenceReader, ctx: ScoreContext) -> ScoreResult:
         data = evidence.read_json("items.json")
-        events = data["items"]
+        source = data["source"]
+        events, logged = read_events(checked_copy(evidence.path(INPUT_COPY), source["sha256"]))
         sut = evidence.read_json("sut.json")
-        if sut.get("logs"):
+        records = evidence.read_json("outputs.json")
+        if bool(sut.get("logs")) != logged:
+            raise ValueError("sut.json and the copied events disagree on whether they are logs")
+        if all_unanswered(records, sut, _arbitration_answers(events)):
+            return ScoreResult([], [Unmeasured(id="accuracy", reason=NOT_ANSWERED_REASON)])
+        reasons = [_shipped_reason(source)] if is_shipped(source["sha256"]) else []
+        if logged:
             who = "the submitted arbitration logs (`chosen`; not driven by the harness)"
+            # what was chosen is the applicant's own claim: only driving the SUT decides
+            reasons.append(LOGS_REASON)
+            # the logged choices are re-read from the copy, not from outputs.json
+            records = [
+                {"id": e["event_id"], "index": i, "output": e["chosen"], "error": None}
+                for i, e in enumerate(events)
+            ]
         elif sut.get("reference"):
             who = f"the harness's reference arbitrator ({sut['rule']})"
         else:
@@ -367,12 +460,14 @@ class ArbitrationProbe:
             "accuracy",
             [e["event_id"] for e in events],
             [e["expected"] for e in events],
-            evidence.read_json("outputs.json"),
+            records,
             ctx.confidence,
-            f"wake events (sha256 {data['source']['sha256'][:12]}) whose chosen device is the "
+            f"wake events (sha256 {source['sha256'][:12]}) whose chosen device is the "
             f"expected one, chosen by {who}; a failed sample counts as wrong",
             "expected_device",
         )
+        if reasons:
+            measurement = measurement.model_copy(update={"invalid_reason": "; ".join(reasons)})
         return ScoreResult([measurement], [])
 
 

@@ -15,9 +15,12 @@ deliver it; `pace: fast` sends the chunks back to back. The zero-length chunk th
 the body marks the end of the user's speech. The SUT answers 2xx with its response (JSON
 `{"output": ...}` or any text); the harness times, with `time.perf_counter_ns`, from the
 moment the end of the body has been handed to the socket to the arrival of the answer's
-first body byte (`latency_s`; the status line's arrival is recorded as `headers_s`). A
-SUT may answer before the body ends; the harness reads only after sending, so such an
-answer counts from the end of speech as ~0.
+byte of the answer text (`latency_s`): for a plain-text body the first non-whitespace
+byte, for a JSON body (which says nothing until it parses) its last byte. The status
+line's arrival is recorded as `headers_s` and the body's last byte as `complete_s`. Just
+before the terminating chunk the harness looks at the socket (`select`): a SUT that has
+sent anything by then answered before the end of speech, and the utterance fails (one
+early byte must not stop the clock). An empty or all-whitespace answer fails too.
 
 The reference server (`ReferenceStreamingServer`) listens on 127.0.0.1 on a free port in a
 thread and runs pocketsphinx (the en-US model in the wheel, full language model)
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import select
 import threading
 import time
 import urllib.parse
@@ -39,21 +43,25 @@ from typing import Any
 SAMPLE_RATE = 16000
 CONTENT_TYPE = "audio/L16; rate=16000; channels=1"
 MAX_OUTPUT_CHARS = 2000
+MAX_BODY_BYTES = 1 << 20  # an answer longer than this is cut (and timed to its cut)
+WHITESPACE = b" \t\r\n\x0b\x0c"
 
 
 @dataclass(frozen=True)
 class StreamResult:
-    latency_s: float | None  # end of body sent -> first body byte of the answer
+    latency_s: float | None  # end of body sent -> first byte of the answer text
     headers_s: float | None  # end of body sent -> status line and headers parsed
     send_s: float  # first chunk sent -> end of body sent
     chunks: int
     status: int | None
     output: str | None
     error: str | None
+    complete_s: float | None = None  # end of body sent -> the answer's last byte
 
     def record(self) -> dict[str, Any]:
         return {
             "latency_s": self.latency_s,
+            "complete_s": self.complete_s,
             "headers_s": self.headers_s,
             "send_s": self.send_s,
             "chunks": self.chunks,
@@ -61,6 +69,31 @@ class StreamResult:
             "output": self.output,
             "error": self.error,
         }
+
+
+def is_json(body: bytes) -> bool:
+    try:
+        json.loads(body.decode("utf-8", "replace"))
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def answer_text(body: bytes) -> str:
+    """The answer's text: JSON `{"output": ...}` (or any JSON value), else the body."""
+    return _answer_text(body)
+
+
+def first_text_time(body: bytes, arrivals: list[tuple[int, int]]) -> int:
+    """When the answer text began: the arrival (ns) of the piece holding the first
+    non-whitespace byte of a plain-text body; of the last piece for a JSON body."""
+    if is_json(body):
+        return arrivals[-1][0]
+    at = len(body) - len(body.lstrip(WHITESPACE))
+    for when, total in arrivals:
+        if total > at:
+            return when
+    return arrivals[-1][0]
 
 
 def _answer_text(body: bytes) -> str:
@@ -113,13 +146,32 @@ def stream_utterance(
                     time.sleep(wait)
             conn.send(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
             sent += 1
+        sock = conn.sock
+        if sock is not None and select.select([sock], [], [], 0)[0]:
+            # bytes (or the end of the connection) already there before the end of speech
+            conn.close()
+            return StreamResult(
+                None,
+                None,
+                (time.perf_counter_ns() - start) / 1e9,
+                sent,
+                None,
+                None,
+                "answered before the end of speech: the SUT sent bytes before the body's "
+                "terminating chunk",
+            )
         conn.send(b"0\r\n\r\n")
         end = time.perf_counter_ns()
         response = conn.getresponse()
         head = time.perf_counter_ns()
-        first = response.read(1)
-        got = time.perf_counter_ns()
-        body = first + response.read()
+        arrivals: list[tuple[int, int]] = []
+        body = b""
+        while len(body) < MAX_BODY_BYTES:
+            piece = response.read1(65536)
+            if not piece:
+                break
+            body += piece
+            arrivals.append((time.perf_counter_ns(), len(body)))
     except (OSError, http.client.HTTPException) as error:
         conn.close()
         kind = "timeout" if isinstance(error, TimeoutError) else "unreachable or broken"
@@ -144,16 +196,20 @@ def stream_utterance(
             None,
             f"crashed: HTTP {response.status} {response.reason}",
         )
-    if not first:
-        got = head  # an empty answer: its headers are the answer's first bytes
+    text = _answer_text(body)
+    if not arrivals or not text.strip():
+        return StreamResult(
+            None, (head - end) / 1e9, send_s, sent, response.status, text, "an empty answer"
+        )
     return StreamResult(
-        (got - end) / 1e9,
+        (first_text_time(body, arrivals) - end) / 1e9,
         (head - end) / 1e9,
         send_s,
         sent,
         response.status,
-        _answer_text(body),
+        text,
         None,
+        (arrivals[-1][0] - end) / 1e9,
     )
 
 

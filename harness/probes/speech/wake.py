@@ -75,7 +75,20 @@ from harness.errors import BadInput
 from harness.evidence import EvidenceReader
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.probes.sessions import answer_all, open_adapter_session, output_records, stage_inputs
-from harness.probes.speech.records import read_jsonl, text_field, unique
+from harness.probes.speech.records import (
+    DEV_SET_REASON,
+    LIBRIVOX_DIGESTS,
+    NOT_ANSWERED_REASON,
+    all_unanswered,
+    checked_copy,
+    dev_reason,
+    dev_sources,
+    is_shipped,
+    read_jsonl,
+    sha256_bytes,
+    text_field,
+    unique,
+)
 from harness.refengines import wake as engines
 from harness.registry import probes
 from harness.schema import Interval, Measurement, ProportionBound, Unmeasured
@@ -97,6 +110,8 @@ POSITIVE_VOICES = (
 TIME_SLACK_S = 0.5  # an activation may be timed this far past the end of its file
 NoiseKind = Literal["pinknoise", "brownnoise", "whitenoise"]
 NOISE_KINDS: tuple[NoiseKind, ...] = ("pinknoise", "brownnoise", "whitenoise")
+NEGATIVE_COPY = "negative-list.jsonl"  # byte copies of the lab's JSONL lists
+POSITIVE_COPY = "positive-list.jsonl"
 METRICS = {
     "false_wakes_per_24h": "events/24h",
     "false_wakes": "count",
@@ -537,6 +552,55 @@ def _dev_negative_text(args: WakeArgs) -> list[tuple[str, str]]:
     return spoken
 
 
+def _dev_sources(args: WakeArgs) -> dict[str, Any]:
+    """The sha256 of the shipped files the dev negatives are built from, against the pinned
+    digests (the positives are synthesised from `wake_phrase` alone)."""
+    files = [("wake/negative-text.jsonl", dev_dataset(SUITE_ID, "wake/negative-text.jsonl"))]
+    if args.librivox:
+        files += [(name, LIBRIVOX / name) for name in LIBRIVOX_DIGESTS if name.endswith(".wav")]
+    return dev_sources(files)
+
+
+def _answers_wake(files: Sequence[dict[str, Any]]) -> Any:
+    """Whether an output is a possible answer of stream file k: a list of activation times
+    (another task's pre-computed output keyed by the same index is not)."""
+
+    def answers(k: int, output: Any) -> bool:
+        try:
+            parse_activations(output, files[k]["samples"] / RATE)
+        except (ValueError, IndexError):
+            return False
+        return True
+
+    return answers
+
+
+def _check_list_copies(data: dict[str, Any], evidence: EvidenceReader) -> None:
+    """Re-parse the byte copies of the lab's JSONL lists (sha256 checked) and check that the
+    stream holds what they list: the negative clips in order, the positives with their
+    onset and end (ValueError otherwise)."""
+    for name, digest in sorted(data.get("list_sha256", {}).items()):
+        path = checked_copy(evidence.path(name), str(digest))
+        lines = read_jsonl(path, name)
+        listed = [str(ln.value.get("id") or ln.value.get("audio")) for ln in lines]
+        if name == NEGATIVE_COPY:
+            held = [str(s["id"]) for s in data["negatives"]["segments"]]
+            if [i for i in listed if i in held] != held:
+                raise ValueError(f"{name}: the stream's negative clips are not the list's")
+            continue
+        clips = {str(c["id"]): c for c in data["positives"]["clips"]}
+        if sorted(listed) != sorted(clips):
+            raise ValueError(f"{name}: the stream's positive clips are not the list's")
+        for ln, ident in zip(lines, listed, strict=True):
+            c = clips[ident]
+            onset = ln.value.get("onset_s")
+            if onset is not None and round(float(onset) * RATE) != c["onset_samples"]:
+                raise ValueError(f"{name}: line {ln.number}: onset_s differs from stream.json")
+            end = ln.value.get("end_s")
+            if end is not None and round(float(end) * RATE) != c["end_samples"]:
+                raise ValueError(f"{name}: line {ln.number}: end_s differs from stream.json")
+
+
 def _dev_negatives(args: WakeArgs, folder: Path) -> Iterator[tuple[Clip, bytes]]:
     if args.librivox:
         for wav in sorted(LIBRIVOX.glob("*.wav")):
@@ -633,8 +697,8 @@ class WakeProbe:
         lab_negatives = _audio_list(negative_set, "negative audio list") if negative_set else None
         lab_positives = _audio_list(positive_set, "positive clip list") if positive_set else None
         session, sut = self._session(ctx, args)
-        ctx.evidence.write_json("sut.json", sut)
         if session is None:
+            ctx.evidence.write_json("sut.json", sut)
             return []
         try:
             with tempfile.TemporaryDirectory(prefix="harness-wake-") as tmp:
@@ -648,7 +712,7 @@ class WakeProbe:
                         ctx, args, folder, positives, lab_positives, lab_negatives is not None
                     )
                     ctx.progress("the stream: embed the positives, run the engine")
-                    return self._stream(
+                    stream, records = self._stream(
                         ctx, args, session, folder, negatives, positives, segments, clips, why_none
                     )
                 finally:
@@ -656,6 +720,24 @@ class WakeProbe:
                     positives.close()
         finally:
             session.close()
+        # the layout (where the positives lie) and the lists are written only now, with the
+        # session closed: nothing the engine could read while it ran
+        for name, given in ((NEGATIVE_COPY, negative_set), (POSITIVE_COPY, positive_set)):
+            if given is not None and given.is_file():
+                data = given.read_bytes()
+                ctx.evidence.write_bytes(name, data)
+                stream.setdefault("list_sha256", {})[name] = sha256_bytes(data)
+        if negative_set is None:
+            stream["negatives"]["dev_sources"] = _dev_sources(args)
+        ctx.evidence.write_json("sut.json", sut)
+        ctx.evidence.write_json("stream.json", stream)
+        ctx.evidence.write_json("stream_outputs.json", records)
+        failed = [r for r in records if r["error"]]
+        if failed and not all_unanswered(records, sut, _answers_wake(stream["files"])):
+            return [
+                f"{len(failed)} of {len(records)} stream files failed (first: {failed[0]['error']})"
+            ]
+        return []
 
     def _negatives(
         self,
@@ -675,7 +757,7 @@ class WakeProbe:
                     pcm = pcm_of(path)
                 except RuntimeError as error:
                     raise BadInput(path, "audio", f"cannot be read as audio: {error}") from None
-                yield Clip(ident, str(path), "lab"), pcm
+                yield Clip(ident, str(path), "lab", path), pcm
 
         segments: list[dict[str, Any]] = []
         for clip, pcm in clips():
@@ -691,6 +773,8 @@ class WakeProbe:
                     "negative_offset_samples": store.append(pcm),
                     "samples": len(pcm) // 2,
                     "sha256": _sha(pcm),
+                    # the file's own bytes: a byte copy of a shipped clip is the dev set
+                    "file_sha256": sha256_bytes(clip.path.read_bytes()) if clip.path else None,
                 }
             )
         return segments
@@ -805,9 +889,11 @@ class WakeProbe:
         segments: list[dict[str, Any]],
         clips: list[dict[str, Any]],
         why_no_positives: str,
-    ) -> list[str]:
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Lay the positives into the negative stream, cut it into files, hand each file to
-        the engine under an opaque name, and write the layout and the answers."""
+        the engine under an opaque name (in a folder of its own, outside the build folder
+        that holds the positives), and return the layout and the answers (the caller writes
+        them once the session is closed)."""
         gap = max(1, round(max(args.gap_s, args.refractory_s) * RATE))
         window = round(args.detect_window_s * RATE)
         digest = hashlib.sha256()
@@ -850,10 +936,10 @@ class WakeProbe:
             pcm = b"".join(parts)
             wav = build / f"stream-{k:05d}.wav"
             write_wav(wav, pcm)
-            (staged,) = stage_inputs([wav], Path(tempfile.mkdtemp(dir=folder)))
-            wav.unlink()
-            (out,) = answer_all(session, [Sample(k, str(staged), str(staged))])
-            staged.unlink()
+            with tempfile.TemporaryDirectory(prefix="harness-wake-sut-") as stage_dir:
+                (staged,) = stage_inputs([wav], Path(stage_dir))
+                wav.unlink()
+                (out,) = answer_all(session, [Sample(k, str(staged), str(staged))])
             records.extend(output_records([f"stream-{k:05d}"], [out]))
             files.append(
                 {
@@ -867,33 +953,23 @@ class WakeProbe:
             offset += len(pcm) // 2
         for c in clips:
             del c["store_offset_samples"]
-        # written once every answer is in: nothing the engine could read during the run
-        ctx.evidence.write_json(
-            "stream.json",
-            {
-                "sample_rate": RATE,
-                "layout_seed": layout_seed,
-                "detect_window_s": args.detect_window_s,
-                "gap_s": gap / RATE,
-                "negatives": {
-                    "dev_set": ctx.datasets.get(args.negative_dataset) is None,
-                    "segments": segments,
-                },
-                "positives": {
-                    "dev_set": ctx.datasets.get(args.positive_dataset) is None,
-                    "clips": clips,
-                    "none_because": why_no_positives,
-                },
-                "files": files,
+        stream = {
+            "sample_rate": RATE,
+            "layout_seed": layout_seed,
+            "detect_window_s": args.detect_window_s,
+            "gap_s": gap / RATE,
+            "negatives": {
+                "dev_set": ctx.datasets.get(args.negative_dataset) is None,
+                "segments": segments,
             },
-        )
-        ctx.evidence.write_json("stream_outputs.json", records)
-        failed = [r for r in records if r["error"]]
-        if failed:
-            return [
-                f"{len(failed)} of {len(records)} stream files failed (first: {failed[0]['error']})"
-            ]
-        return []
+            "positives": {
+                "dev_set": ctx.datasets.get(args.positive_dataset) is None,
+                "clips": clips,
+                "none_because": why_no_positives,
+            },
+            "files": files,
+        }
+        return stream, records
 
     # -------------------------------------------------------------------- score
 
@@ -907,6 +983,9 @@ class WakeProbe:
         engine = sut.get("engine", "the SUT") if sut.get("reference") else "the SUT"
         data = evidence.read_json("stream.json")
         records = evidence.read_json("stream_outputs.json")
+        if all_unanswered(records, sut, _answers_wake(data["files"])):
+            return ScoreResult([], [Unmeasured(id=m, reason=NOT_ANSWERED_REASON) for m in METRICS])
+        _check_list_copies(data, evidence)
         files = data["files"]
         if [r["id"] for r in records] != [f"stream-{f['index']:05d}" for f in files]:
             raise ValueError("stream_outputs.json does not answer stream.json file by file")
@@ -962,7 +1041,29 @@ class WakeProbe:
                     data, args, ctx.confidence, engine, detected, len(clips) - len(windows)
                 )
             )
+        invalid = self._dev_reason(data)
+        if invalid:
+            measurements = [m.model_copy(update={"invalid_reason": invalid}) for m in measurements]
         return ScoreResult(measurements, unmeasured)
+
+    @staticmethod
+    def _dev_reason(data: dict[str, Any]) -> str:
+        """Figures on the dev stream (public sentences, LibriVox clips, a synthesised phrase:
+        an engine can be tuned to them) never decide a verdict."""
+        negatives, positives = data["negatives"], data["positives"]
+        if negatives["dev_set"]:
+            return dev_reason(negatives.get("dev_sources") or {"status": "unverified"})
+        copies = sum(is_shipped(str(s.get("file_sha256") or "")) for s in negatives["segments"])
+        if copies:
+            return (
+                f"{DEV_SET_REASON} ({copies} of {len(negatives['segments'])} negative clips "
+                "are byte copies of shipped clips)"
+            )
+        if positives["dev_set"] and positives["clips"]:
+            return dev_reason({"status": "shipped dev set: verified"}) + (
+                " (the positives are the harness's synthesised phrase)"
+            )
+        return ""
 
     def _false_wakes(
         self,
