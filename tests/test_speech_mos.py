@@ -206,7 +206,7 @@ def test_export_refuses_bad_lists(items: list[str], raters: list[str]) -> None:
 def test_example_sheet_can_never_pass(tmp_path: Path) -> None:
     result = run_probe(tmp_path)
     by_id = {m.id: m for m in result.measurements}
-    assert by_id["mos"].invalid_reason == EXAMPLE_REASON
+    assert EXAMPLE_REASON in by_id["mos"].invalid_reason
     assert by_id["mos"].details["example_sheet"] is True
     assert by_id["raters"].value == 8
     verdict = judge(INDICATOR, by_id["mos"], None, None)
@@ -214,13 +214,30 @@ def test_example_sheet_can_never_pass(tmp_path: Path) -> None:
     assert "example sheet shipped with the harness" in verdict.reason
 
 
+def _panel(raters: int = 20, items: int = 12, seed: int = 1) -> list[tuple[str, str, int]]:
+    """A lab panel: mostly 5 (excellent), some 4, each rater's scores their own."""
+    import random
+
+    rng = random.Random(seed)
+    return [
+        (f"L{r:02d}", f"s{i:02d}", rng.choice((5, 5, 5, 5, 5, 5, 4, 4, 4, 4)))
+        for r in range(raters)
+        for i in range(items)
+    ]
+
+
 def test_lab_sheet_passes_only_when_the_lower_bound_clears(tmp_path: Path) -> None:
+    from harness.probes.speech.mos import identical_raters
+
+    rows = _panel()
+    assert identical_raters([Rating(*r) for r in rows]) == []
     good = tmp_path / "good.csv"
-    good.write_bytes(sheet([(f"L{r}", f"s{i}", 5) for r in range(10) for i in range(10)]))
+    good.write_bytes(sheet(rows))
     result = run_probe(tmp_path / "a", {"mos": good})
     m = {x.id: x for x in result.measurements}["mos"]
     assert m.invalid_reason == ""
-    assert (m.value, m.ci.low) == (5.0, 5.0)
+    assert m.value == pytest.approx(sum(r[2] for r in rows) / len(rows))
+    assert 4.2 < m.ci.low < m.value
     assert judge(INDICATOR, m, None, None).status == "PASS"
     # mean above 4.2, but 3 raters who disagree: the lower bound does not clear it
     close = tmp_path / "close.csv"
@@ -229,8 +246,61 @@ def test_lab_sheet_passes_only_when_the_lower_bound_clears(tmp_path: Path) -> No
     close.write_bytes(sheet(rows))
     m2 = {x.id: x for x in run_probe(tmp_path / "b", {"mos": close}).measurements}["mos"]
     assert m2.value == pytest.approx(13 / 3)
-    assert m2.ci.low < 4.2
+    assert m2.ci.low is None and "16 raters" in m2.ci.need
     assert judge(INDICATOR, m2, None, None).status == "INCONCLUSIVE"
+
+
+def test_a_one_rating_sheet_gets_no_bound(tmp_path: Path) -> None:
+    """H10: r1,utt1,5 gave the bound 5 and a PASS; now too few raters and items."""
+    one = tmp_path / "one.csv"
+    one.write_bytes(sheet([("r1", "utt1", 5)]))
+    m = {x.id: x for x in run_probe(tmp_path / "a", {"mos": one}).measurements}["mos"]
+    assert m.value == 5.0 and m.ci.low is None and m.ci.high is None
+    assert "16 raters" in m.ci.need and "10 items" in m.ci.need
+    assert judge(INDICATOR, m, None, None).status == "INCONCLUSIVE"
+
+
+@pytest.mark.parametrize("twin", ["ALICE", "alice\u200b", "\u0430lice", "\ufeffalice", "Ａlice"])
+def test_one_rater_under_another_spelling_is_refused(twin: str) -> None:
+    """H11: alice, ALICE, alice + zero-width space, Cyrillic а, full-width Ａ: one name."""
+    data = sheet([("alice", "s1", 5), ("bob", "s1", 4), (twin, "s2", 5)])
+    with pytest.raises(BadInput, match=r"s\.csv: line 4: rater: .*'alice' of line 2"):
+        read_sheet(data, "s.csv")
+
+
+def test_an_item_under_another_spelling_is_refused() -> None:
+    data = sheet([("alice", "utt1", 5), ("alice", "UTT1", 4)])
+    with pytest.raises(BadInput, match=r"line 3: item: 'UTT1' is 'utt1' of line 2"):
+        read_sheet(data, "s.csv")
+
+
+def test_raters_with_identical_scores_are_flagged_and_counted_once(tmp_path: Path) -> None:
+    """A panel padded with copies of its raters under new names: the copies are flagged,
+    the figure is invalid, and they do not count toward min_raters."""
+    rows = _panel(raters=8)
+    rows += [(f"copy{r}-{k}", i, s) for k in range(2) for (r, i, s) in rows if r <= "L05"]
+    path = tmp_path / "padded.csv"
+    path.write_bytes(sheet(rows))
+    m = {x.id: x for x in run_probe(tmp_path / "a", {"mos": path}).measurements}["mos"]
+    assert m.details["raters"] == 8 + 12
+    assert m.details["distinct_raters"] == 8
+    assert len(m.details["identical_raters"]) == 6
+    assert "identical scores" in m.invalid_reason
+    assert m.ci.low is None
+    assert judge(INDICATOR, m, None, None).status == "INCONCLUSIVE"
+
+
+def test_a_byte_copy_of_the_example_sheet_is_the_example(tmp_path: Path) -> None:
+    """A8: passing the shipped example with --dataset mos= does not make it a lab sheet."""
+    import shutil
+
+    from harness.suites import dev_dataset
+
+    copy = tmp_path / "mine.csv"
+    shutil.copy(dev_dataset("d08-speech-interaction", "mos/ratings.csv"), copy)
+    m = {x.id: x for x in run_probe(tmp_path / "a", {"mos": copy}).measurements}["mos"]
+    assert EXAMPLE_REASON in m.invalid_reason
+    assert m.details["example_sheet"] is True
 
 
 def test_bad_lab_sheet_is_refused_at_collect(tmp_path: Path) -> None:

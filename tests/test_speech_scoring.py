@@ -93,6 +93,19 @@ def test_language_tags_and_varieties() -> None:
     assert variety("zh-yue") == variety("yue-HK") == "yue"
 
 
+def test_one_language_is_one_variety_however_it_is_tagged() -> None:
+    """H8: en-US, eng, en-abcde, en-1abc counted as four varieties; eng-x-fghij passed as
+    a tag. ISO 639-2/3 codes fold to 639-1, variants are dropped, private use refused."""
+    assert {variety(t) for t in ("en-US", "eng", "en-abcde", "en-1abc", "eng-GB")} == {"en"}
+    assert not is_language_tag("eng-x-fghij") and not is_language_tag("en-x-a")
+    assert variety("deu") == variety("ger") == variety("de-CH-1901") == "de"
+    assert variety("fra") == variety("fre") == "fr" and variety("spa") == "es"
+    assert variety("jpn") == "ja" and variety("kor") == "ko"
+    assert variety("zho") == variety("zh") == variety("cmn") == "cmn"
+    assert variety("yue") == variety("zho-yue") == "yue"
+    assert variety("wuu") == "wuu" and variety("nan") == "nan" and variety("hak") == "hak"
+
+
 # ------------------------------------------------------------------ corpus rates vs jiwer
 
 

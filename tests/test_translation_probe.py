@@ -43,10 +43,12 @@ PAIRS = [
 ]
 
 
-def write_testset(path: Path) -> Path:
+def write_testset(path: Path, repeat: int = 1) -> Path:
+    """PAIRS `repeat` times over (ids t0, t1, ...): 3 x 10 reaches the suite's 30 segments
+    per pair for a bound."""
     rows = [
         {"id": f"t{k}", "source": s, "reference": r, "src": "en", "tgt": "es"}
-        for k, (s, r) in enumerate(PAIRS)
+        for k, (s, r) in enumerate(PAIRS * repeat)
     ]
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
     return path
@@ -80,7 +82,7 @@ def sacrebleu_cli(tmp: Path, hyps: list[str], refs: list[str]) -> dict[str, dict
 @pytest.fixture(scope="module")
 def d06_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     base = tmp_path_factory.mktemp("d06")
-    test = write_testset(base / "test.jsonl")
+    test = write_testset(base / "test.jsonl", repeat=3)
     out = base / "run"
     result = run_cli(
         "run", "d06-machine-translation", "--quick", "--dataset", f"test={test}", "--out", out
@@ -108,7 +110,7 @@ def test_scores_are_the_sacrebleu_cli_on_the_recorded_translations(
     assert record["session"]["argv"][-1] == "eng-spa"
     hyps = [r["output"] for r in record["records"]]
     assert all(isinstance(h, str) and h for h in hyps)
-    cli = sacrebleu_cli(tmp_path, hyps, [r for _, r in PAIRS])
+    cli = sacrebleu_cli(tmp_path, hyps, [r for _, r in PAIRS * 3])
     by_id = {m["id"]: m for m in predicate["measurements"]}
     for metric, name in (("bleu", "BLEU"), ("chrf", "chrF2"), ("ter", "TER")):
         m = by_id[f"quality.en_es.{metric}"]
@@ -123,7 +125,7 @@ def test_noised_sources_are_stored_and_reproducible(d06_run: tuple[Path, Any]) -
     out, predicate = d06_run
     noise = json.loads((out / "evidence/tasks/quality/noise.json").read_text(encoding="utf-8"))
     assert noise["seed"] == 0 and noise["rate"] == 0.1
-    for (source, _), seg in zip(PAIRS, noise["segments"], strict=True):
+    for (source, _), seg in zip(PAIRS * 3, noise["segments"], strict=True):
         again = noise_segment(seg["id"], source, 0, 0.1, "en")
         assert seg["noised"] == again.text and seg["edits"] == list(again.edits)
     by_id = {m["id"]: m for m in predicate["measurements"]}
@@ -224,6 +226,7 @@ def test_failed_segments_are_counted_and_the_pair_is_not_covered(tmp_path: Path)
         noise=False,
         ood=False,
         batch_size=3,
+        min_segments=10,
     )
     probe = QualityProbe()
     failures = probe.collect(_ctx(tmp_path, args, {"test": test}, sut))
@@ -239,6 +242,8 @@ def test_failed_segments_are_counted_and_the_pair_is_not_covered(tmp_path: Path)
     by_id = {m.id: m for m in result.measurements}
     assert by_id["pairs_scored"].value == 0
     assert by_id["en_es.bleu"].details["failed_segments_scored_empty"] == 2
+    # scored as empty translations, the failures can only lower BLEU: counted against it
+    assert by_id["en_es.bleu"].invalid_reason and by_id["en_es.bleu"].failures_count_against
 
 
 def test_apertium_session_keeps_the_alignment() -> None:

@@ -50,7 +50,7 @@ Metric = Literal["cer", "wer"]
 Unit = Literal["char", "word"]
 
 # BCP-47 shape: a 2-3 letter ISO 639 primary language subtag, then subtags of 1-8
-# letters/digits (extlang, script, region, variants); "x-" private use is not accepted
+# letters/digits (extlang, script, region, variants); "x-" private use is refused
 LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
 CER_LANGUAGES = frozenset({"zh", "cmn", "yue", "wuu", "nan", "hak", "ja", "th"})
 CHINESE_LANGUAGES = frozenset({"zh", "cmn", "yue", "wuu", "nan", "hak"})
@@ -65,32 +65,46 @@ _DIGIT_READING = str.maketrans("0123456789", "零一二三四五六七八九")
 _BLOCK_ITEMS = 4_000_000  # resampled indices drawn at once in the stratified bootstrap
 
 
+# ISO 639-2/3 codes of languages that have an ISO 639-1 code, folded to it so that one
+# language is one variety (`eng` and `en` are English); Chinese varieties keep their own
+# 639-3 codes (`cmn`, `yue`, `wuu`, `nan`, `hak`), and `zh`/`zho`/`chi` count as `cmn`
+ISO639_TO_1 = {
+    "eng": "en", "deu": "de", "ger": "de", "fra": "fr", "fre": "fr", "spa": "es",
+    "ita": "it", "por": "pt", "nld": "nl", "dut": "nl", "rus": "ru", "jpn": "ja",
+    "kor": "ko", "ara": "ar", "hin": "hi", "tha": "th", "vie": "vi", "tur": "tr",
+    "pol": "pl", "swe": "sv", "dan": "da", "nor": "no", "nob": "nb", "fin": "fi",
+    "ces": "cs", "cze": "cs", "ell": "el", "gre": "el", "heb": "he", "ind": "id",
+    "msa": "ms", "may": "ms", "ukr": "uk", "ron": "ro", "rum": "ro", "hun": "hu",
+    "fas": "fa", "per": "fa", "ben": "bn", "tam": "ta", "urd": "ur", "zho": "zh",
+    "chi": "zh", "cat": "ca", "bul": "bg", "hrv": "hr", "srp": "sr", "slk": "sk",
+    "slo": "sk", "slv": "sl", "lit": "lt", "lav": "lv", "est": "et",
+}  # fmt: skip
+
+
 def is_language_tag(tag: str) -> bool:
     """Whether `tag` has the shape of a BCP-47 language tag (en, en-US, zh-Hans-CN, cmn)."""
-    return bool(LANGUAGE_TAG.match(tag))
+    return bool(LANGUAGE_TAG.match(tag)) and "x" not in tag.lower().split("-")
 
 
 def primary_language(tag: str) -> str:
-    """The language a tag names, lower-case: its primary subtag, or for `zh-yue`-style
-    extended-language tags the extlang (`zh-yue` -> `yue`)."""
+    """The language a tag names, lower-case and folded to ISO 639-1 where it has one
+    (`eng` -> `en`): its primary subtag, or for `zh-yue`-style extended-language tags the
+    extlang (`zh-yue` -> `yue`)."""
     parts = tag.lower().split("-")
-    if len(parts) > 1 and parts[0] == "zh" and len(parts[1]) == 3 and parts[1].isalpha():
+    extlang = len(parts) > 1 and len(parts[1]) == 3 and parts[1].isalpha()
+    if extlang and parts[0] in ("zh", "zho", "chi"):
         return parts[1]
-    return parts[0]
+    return ISO639_TO_1.get(parts[0], parts[0])
 
 
 def variety(tag: str) -> str:
-    """The variety a tag counts as, for "languages and dialects": the language (`zh` counts
-    as `cmn`, Mandarin) plus its variant subtags (5-8 characters, or a digit and 3), with
-    script and region dropped: `zh-CN`, `cmn-Hans` -> `cmn`; `en-US`, `en-GB` -> `en`;
-    `yue`, `zh-yue` -> `yue`; `de-CH-1901` -> `de-1901`."""
+    """The variety a tag counts as, for "languages and dialects": the language alone
+    (`zh` counts as `cmn`, Mandarin), with script, region and every variant subtag dropped
+    (a variant such as `en-abcde` is anyone's to invent: a dialect counts only through its
+    own language code, e.g. yue, wuu, nan, hak): `zh-CN`, `cmn-Hans` -> `cmn`; `en-US`,
+    `eng`, `en-1abc` -> `en`; `yue`, `zh-yue` -> `yue`."""
     lang = primary_language(tag)
-    if lang == "zh":
-        lang = "cmn"
-    variants = [
-        p for p in tag.lower().split("-")[1:] if len(p) >= 5 or (len(p) == 4 and p[0].isdigit())
-    ]
-    return "-".join([lang, *variants])
+    return "cmn" if lang == "zh" else lang
 
 
 def is_mandarin(tag: str) -> bool:

@@ -27,7 +27,25 @@ answer is all deletions. Figures:
   `min_language_items` near-field rows whose accuracy lower bound clears
   `min_language_accuracy_pct` and whose failures stay within `max_failed_pct`: an exact
   count of varieties that ran and passed, never of declared ones.
-A figure whose failed samples exceed `max_failed_pct` is reported but INCONCLUSIVE.
+A figure whose failed samples exceed `max_failed_pct` is reported but INCONCLUSIVE, unless
+it misses its target even so (its failures are counted as deletions: FAIL,
+`failures_count_against`).
+
+Against a hostile SUT:
+- every evidence file that holds references (rows.json, the manifest copies) is written only
+  after the session is closed, and the SUT gets copies of the audio under opaque names in a
+  folder of their own (never the folder the dev set was built in);
+- a figure needs at least `min_items` utterances (and so does each scene of the scene mean)
+  before it gets bounds, and its bounds are never tighter than the exact Clopper-Pearson
+  bounds on the share of utterances with any error (a zero-error bootstrap of a few
+  utterances proves nothing);
+- every figure computed on a shipped dev set, or on a lab manifest holding rows of one (a
+  shipped LibriVox clip by sha256, a shipped sentence by text), is invalid
+  (devsets.SHIPPED_REASON);
+- varieties whose rows share audio (sha256) count once in `languages_passing`;
+- each `--dataset` manifest is copied into the evidence byte for byte, and score re-parses
+  that copy, checks its sha256 and that rows.json holds exactly its rows;
+- `skipped` rows are accepted only where the harness's own engine ran.
 """
 
 from __future__ import annotations
@@ -71,6 +89,7 @@ from harness.scoring.speech_text import (
     unit_for,
     variety,
 )
+from harness.stats import clopper_pearson
 
 LOCAL_LANGUAGES = frozenset({"en"})  # what the reference engine (pocketsphinx en-US) hears
 MANDARIN_HOWTO = (
@@ -94,6 +113,8 @@ class AsrArgs(BaseModel):
     min_language_accuracy_pct: float = Field(default=95.0, ge=0, le=100)
     min_language_items: int = Field(default=10, ge=1)
     max_failed_pct: float = Field(default=2.0, ge=0, le=100)
+    # utterances a figure (and each scene of the scene mean) needs before it gets bounds
+    min_items: int = Field(default=30, ge=1)
     resamples: int = Field(default=1000, ge=100, le=100_000)
     bootstrap_seed: int = 0
     batch_size: int = Field(default=1, ge=1, le=1024)
@@ -137,7 +158,15 @@ def _rows(
         for r in read:
             if r.id in ids:
                 raise BadInput(path, f"line {r.line}: id", f"{r.id!r} is also an id of the asr set")
-        sets.append({"name": name, "path": str(path), "sha256": digest, "rows": len(read)})
+        sets.append(
+            {
+                "name": name,
+                "path": str(path),
+                "sha256": digest,
+                "rows": len(read),
+                "copy": f"sets/{name}.jsonl",
+            }
+        )
         rows += read
     if sets:
         return sets, rows, None
@@ -145,7 +174,7 @@ def _rows(
         rows, description = devsets.english_dev_set(folder, args.dev_librivox, args.dev_synthetic)
     else:
         rows, description = devsets.mandarin_dev_set(folder)
-    sets.append({"name": "dev", "path": None, "sha256": None, "rows": len(rows)})
+    sets.append({"name": "dev", "path": None, "sha256": None, "rows": len(rows), "copy": None})
     return sets, rows, description
 
 
@@ -176,7 +205,10 @@ class AsrProbe:
         args = ctx.args
         assert isinstance(args, AsrArgs)
         local = ctx.sut.adapter == "local" and ctx.session is None
-        with tempfile.TemporaryDirectory(prefix="harness-asr-") as tmp:
+        with (
+            tempfile.TemporaryDirectory(prefix="harness-asr-") as tmp,
+            tempfile.TemporaryDirectory(prefix="harness-asr-stage-") as stage_dir,
+        ):
             ctx.progress("read the set")
             sets, rows, dev = _rows(ctx, args, Path(tmp))
             records = []
@@ -190,6 +222,7 @@ class AsrProbe:
                     )
                 else:
                     send.append(k)
+                digest = sha256_file(r.audio)
                 records.append(
                     {
                         "index": k,
@@ -199,19 +232,11 @@ class AsrProbe:
                         "scene": r.scene,
                         "far_field": r.far_field,
                         "audio": r.audio_as_given,
-                        "audio_sha256": sha256_file(r.audio),
+                        "audio_sha256": digest,
                         "skipped": skipped,
+                        "shipped": dev is not None or devsets.shipped_row(r.text, digest),
                     }
                 )
-            ctx.evidence.write_json(
-                "rows.json",
-                {
-                    "sets": sets,
-                    "dev_set": dev,
-                    "normalisers": _signatures(records, args),
-                    "rows": records,
-                },
-            )
             ctx.progress("recognise")
             if local:
                 from harness.refengines.asr import PocketsphinxSession
@@ -220,23 +245,35 @@ class AsrProbe:
             else:
                 session = open_adapter_session(ctx)
             try:
-                ctx.evidence.write_json(
-                    "engine.json",
-                    {"driven": "reference engine" if local else "submission", **session.describe()},
-                )
-                # the SUT gets copies under opaque names, never a path into the set (beside
-                # its manifest, which holds the references)
-                staged = stage_inputs([rows[k].audio for k in send], Path(tmp))
+                described = session.describe()
+                # the SUT gets copies under opaque names in a folder holding nothing else
+                # (never the set's folder or the one the dev set was built in)
+                staged = stage_inputs([rows[k].audio for k in send], Path(stage_dir))
                 samples = [
                     _sample(k, path, args.audio_as) for k, path in zip(send, staged, strict=True)
                 ]
                 outputs = answer_all(session, samples, args.batch_size)
             finally:
                 session.close()
-            ctx.progress("record the answers")
-            ctx.evidence.write_json(
-                "outputs.json", output_records([rows[k].id for k in send], outputs)
-            )
+        # only now, with the session closed, does anything holding references reach the
+        # evidence (a SUT could read the run's partial evidence folder while it answers)
+        ctx.progress("record the answers")
+        ctx.evidence.write_json(
+            "engine.json", {"driven": "reference engine" if local else "submission", **described}
+        )
+        ctx.evidence.write_json("outputs.json", output_records([rows[k].id for k in send], outputs))
+        for entry in sets:
+            if entry["copy"]:
+                ctx.evidence.write_bytes(entry["copy"], Path(entry["path"]).read_bytes())
+        ctx.evidence.write_json(
+            "rows.json",
+            {
+                "sets": sets,
+                "dev_set": dev,
+                "normalisers": _signatures(records, args),
+                "rows": records,
+            },
+        )
         failed = [(rows[o.index].id, o.error) for o in outputs if o.error is not None]
         if not failed:
             return []
@@ -250,10 +287,20 @@ class AsrProbe:
         assert isinstance(args, AsrArgs)
         data = evidence.read_json("rows.json")
         rows: list[dict[str, Any]] = data["rows"]
+        _check_copies(evidence, data)
+        reference = evidence.read_json("engine.json").get("driven") == "reference engine"
+        skipped = [r for r in rows if r["skipped"]]
+        if skipped and not reference:
+            raise ValueError(
+                f"rows.json: row {skipped[0]['id']!r} is marked skipped, but a submission's "
+                "SUT was driven (only the harness's own engine skips rows)"
+            )
         answers = {int(a["index"]): a for a in evidence.read_json("outputs.json")}
         scored = _score_rows(rows, answers, args)
-        reference = evidence.read_json("engine.json").get("driven") == "reference engine"
         figures = _Figures(args, ctx.confidence)
+        status = ((data.get("dev_set") or {}).get("sources") or {}).get("status", "")
+        if status and status != "shipped dev set: verified":
+            figures.modified = status
         measurements: list[Measurement] = []
         unmeasured: list[Unmeasured] = []
 
@@ -291,6 +338,30 @@ class AsrProbe:
             )
         measurements.append(figures.languages_passing(scored, rows))
         return ScoreResult(measurements, unmeasured)
+
+
+def _check_copies(evidence: EvidenceReader, data: dict[str, Any]) -> None:
+    """Each `--dataset` manifest's copy in the evidence: its sha256 is the one recorded and
+    rows.json holds exactly its rows (id, text, language, scene, far field), in order."""
+    rows: list[dict[str, Any]] = data["rows"]
+    at = 0
+    for entry in data["sets"]:
+        mine = rows[at : at + int(entry["rows"])]
+        at += int(entry["rows"])
+        if not entry.get("copy"):
+            continue
+        copy = evidence.path(entry["copy"])
+        if sha256_file(copy) != entry["sha256"]:
+            raise ValueError(f"{entry['copy']}: sha256 differs from rows.json")
+        parsed, _ = read_asr_manifest(
+            copy, far_field=True if entry["name"] == "asr_far" else None, check_audio=False
+        )
+        want = [(p.id, p.text, p.language, p.scene, p.far_field) for p in parsed]
+        have = [(r["id"], r["text"], r["language"], r["scene"], r["far_field"]) for r in mine]
+        if want != have:
+            raise ValueError(f"rows.json does not hold the rows of {entry['copy']}")
+    if at != len(rows):
+        raise ValueError("rows.json holds rows of no set")
 
 
 def _sample(index: int, audio: Path, audio_as: str) -> Sample:
@@ -336,6 +407,8 @@ class Scored:
     counts: ErrorCounts
     failed: str  # the sample's error, "" when it answered
     signature: str
+    audio_sha256: str
+    shipped: bool  # the row is one of a shipped dev set
 
 
 def _score_rows(
@@ -372,6 +445,8 @@ def _score_rows(
                 c,
                 failed,
                 n.signature(metric),  # type: ignore[arg-type]
+                str(r["audio_sha256"]),
+                bool(r.get("shipped", False)),
             )
     return [scored[k] for k in sorted(scored)]
 
@@ -380,17 +455,43 @@ class _Figures:
     def __init__(self, args: AsrArgs, confidence: float) -> None:
         self.args = args
         self.confidence = confidence
+        self.modified = ""  # the dev set's sources differ from the pinned digests
 
-    def _failures(self, items: Sequence[Scored]) -> tuple[list[dict[str, str]], str]:
+    def _failures(self, items: Sequence[Scored]) -> tuple[list[dict[str, str]], str, bool]:
+        """The failed samples, the invalid reason ("" for none) and whether that reason is
+        only failures already counted against the figure (as deletions)."""
         failed = [{"id": u.id, "error": u.failed} for u in items if u.failed]
         share = 100.0 * len(failed) / len(items)
-        invalid = ""
+        reasons = []
+        shipped = sum(1 for u in items if u.shipped)
+        if shipped:
+            reasons.append(
+                f"{devsets.SHIPPED_REASON} ({shipped} of {len(items)} rows are shipped ones)"
+            )
+        if self.modified:
+            reasons.append(self.modified)
         if share > self.args.max_failed_pct:
-            invalid = (
+            reasons.append(
                 f"{len(failed)} of {len(items)} utterances failed ({share:.3g}% > the suite's "
                 f"{self.args.max_failed_pct:g}%), first {failed[0]['id']}: {failed[0]['error']}"
             )
-        return failed, invalid
+        counted = bool(reasons) and not shipped and len(items) >= self.args.min_items
+        return failed, "; ".join(reasons), counted
+
+    def _floor(self, items: Sequence[Scored]) -> tuple[float, float]:
+        """Exact Clopper-Pearson bounds (%) of accuracy as the share of utterances with no
+        error at all: the figure's bounds are never tighter than these."""
+        wrong = sum(1 for u in items if u.failed or u.counts.edits > 0)
+        cp = clopper_pearson(wrong, len(items), self.confidence)
+        return 100.0 * (1.0 - cp.upper), 100.0 * (1.0 - cp.lower)
+
+    def _too_few(self, n: int, what: str) -> str:
+        if n >= self.args.min_items:
+            return ""
+        return (
+            f"at least {self.args.min_items} utterances per {what} (the suite's min_items) "
+            f"before a bound: {n} here"
+        )
 
     def _signature(self, items: Sequence[Scored]) -> str:
         signatures = sorted({u.signature for u in items})
@@ -404,8 +505,10 @@ class _Figures:
             return f"the {what} hold no reference tokens after normalisation"
         signature = self._signature(items)
         b = rate_interval(counts, self.confidence, self.args.resamples, self.args.bootstrap_seed)
-        failed, invalid = self._failures(items)
+        failed, invalid, counted = self._failures(items)
         rate_name = signature.split("|", 1)[0].upper()
+        need = self._too_few(len(items), "figure")
+        cp_low, cp_high = self._floor(items)
         return Measurement(
             id=metric_id,
             value=100.0 * (1.0 - b.value),
@@ -413,11 +516,14 @@ class _Figures:
             n=len(items),
             repeats=1,
             ci=Interval(
-                low=100.0 * (1.0 - b.high),
-                high=100.0 * (1.0 - b.low),
+                low=None if need else min(100.0 * (1.0 - b.high), cp_low),
+                high=None if need else max(100.0 * (1.0 - b.low), cp_high),
                 confidence=self.confidence,
-                method=b.method,
+                method=f"{b.method}; never tighter than the exact Clopper-Pearson bounds "
+                "on the share of utterances with no error",
+                need=need,
             ),
+            failures_count_against=counted,
             method=(
                 f"100 x (1 - corpus {rate_name}) over the {len(items)} {what}: edits summed / "
                 f"reference tokens summed, jiwer alignments; {signature}"
@@ -454,7 +560,20 @@ class _Figures:
                 "cer_pct": 100.0 * b.value,
                 **totals(scenes[scene]),
             }
-        failed, invalid = self._failures(items)
+        failed, invalid, counted = self._failures(items)
+        by_scene: dict[str, list[Scored]] = defaultdict(list)
+        for u in items:
+            by_scene[u.scene].append(u)
+        few = sorted(s for s, us in by_scene.items() if len(us) < self.args.min_items)
+        need = ""
+        if few:
+            need = (
+                f"at least {self.args.min_items} utterances per scene (the suite's min_items) "
+                "before a bound: " + ", ".join(f"{s} has {len(by_scene[s])}" for s in few)
+            )
+        floors = [self._floor(by_scene[s]) for s in sorted(by_scene)]
+        cp_low = sum(f[0] for f in floors) / len(floors)
+        cp_high = sum(f[1] for f in floors) / len(floors)
         return Measurement(
             id=metric_id,
             value=100.0 * (1.0 - m.value),
@@ -462,11 +581,14 @@ class _Figures:
             n=len(items),
             repeats=1,
             ci=Interval(
-                low=100.0 * (1.0 - m.high),
-                high=100.0 * (1.0 - m.low),
+                low=None if need else min(100.0 * (1.0 - m.high), cp_low),
+                high=None if need else max(100.0 * (1.0 - m.low), cp_high),
                 confidence=self.confidence,
-                method=m.method,
+                method=f"{m.method}; never tighter than the mean over scenes of the exact "
+                "Clopper-Pearson bounds on the share of utterances with no error",
+                need=need,
             ),
+            failures_count_against=counted,
             method=(
                 f"mean over {len(scenes)} scenes of 100 x (1 - corpus CER) of the "
                 f"{len(items)} Mandarin near-field rows (each scene: edits summed / reference "
@@ -491,6 +613,20 @@ class _Figures:
         for u in scored:
             if not u.far_field:
                 groups[variety(u.language)].append(u)
+        # varieties that share audio are one: the same clip under two language tags
+        owner: dict[str, str] = {}
+        merged: dict[str, str] = {}
+        for name in sorted(groups):
+            for u in groups[name]:
+                first = owner.setdefault(u.audio_sha256, name)
+                if first != name:
+                    merged.setdefault(name, first)
+        for name in sorted(merged, reverse=True):
+            into = merged[name]
+            while into in merged:
+                into = merged[into]
+            merged[name] = into
+            groups[into] += groups.pop(name)
         status: dict[str, dict[str, Any]] = {}
         for name in sorted(groups):
             items = groups[name]
@@ -498,10 +634,12 @@ class _Figures:
             if isinstance(fig, str):
                 status[name] = {"passes": False, "reason": fig}
                 continue
-            assert fig.ci is not None and fig.ci.low is not None
+            assert fig.ci is not None
             reason = ""
             if len(items) < self.args.min_language_items:
                 reason = f"{len(items)} rows, fewer than the suite's {self.args.min_language_items}"
+            elif fig.ci.low is None:
+                reason = fig.ci.need
             elif fig.invalid_reason:
                 reason = fig.invalid_reason
             elif fig.ci.low < self.args.min_language_accuracy_pct:
@@ -516,11 +654,13 @@ class _Figures:
                 "low_pct": fig.ci.low,
                 "rows": len(items),
                 "signature": fig.details["signature"],
+                "merged": sorted(n for n, into in merged.items() if into == name),
             }
         not_run = sorted({variety(r["language"]) for r in rows if r["skipped"]} - set(groups))
-        for name in not_run:
+        for name in [n for n in not_run if n not in merged]:
             status[name] = {"passes": False, "reason": "not recognised: no engine for it ran"}
         passing = sum(1 for s in status.values() if s["passes"])
+        shipped = sum(1 for u in scored if u.shipped)
         return Measurement(
             id="languages_passing",
             value=float(passing),
@@ -528,8 +668,9 @@ class _Figures:
             n=len(status),
             repeats=1,
             method=(
-                "language varieties of the set (BCP-47 language, zh counted as cmn, script and "
-                "region dropped, variants kept) with >= "
+                "language varieties of the set (BCP-47 language folded to ISO 639-1, zh counted "
+                "as cmn, script, region and variants dropped; varieties sharing audio counted "
+                "once) with >= "
                 f"{self.args.min_language_items} near-field rows whose accuracy's "
                 f"{self.confidence:.0%} lower bound clears "
                 f"{self.args.min_language_accuracy_pct:g}% "
@@ -537,5 +678,10 @@ class _Figures:
                 "ran and passed, never declared ones"
             ),
             exact="a count of varieties whose own runs passed",
+            invalid_reason=(
+                f"{devsets.SHIPPED_REASON} ({shipped} of {len(scored)} rows are shipped ones)"
+                if shipped
+                else ""
+            ),
             details={"varieties": status},
         )

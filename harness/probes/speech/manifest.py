@@ -127,9 +127,13 @@ def _optional_str(path: Path, where: str, record: dict[str, Any], key: str) -> s
     return value
 
 
-def read_asr_manifest(path: Path, far_field: bool | None = None) -> tuple[list[AsrRow], str]:
+def read_asr_manifest(
+    path: Path, far_field: bool | None = None, check_audio: bool = True
+) -> tuple[list[AsrRow], str]:
     """The rows of an ASR manifest and the sha256 of the bytes read. `far_field=True` marks
-    every row far-field (the `asr_far` set; a row saying `false` is refused)."""
+    every row far-field (the `asr_far` set; a row saying `false` is refused).
+    `check_audio=False` (score re-reading the evidence's copy, which holds no audio) skips
+    the check that each audio file exists."""
     raw, records = _objects(path, "manifest", ASR_REQUIRED, ASR_OPTIONAL)
     base = path.resolve().parent
     rows: list[AsrRow] = []
@@ -143,7 +147,7 @@ def read_asr_manifest(path: Path, far_field: bool | None = None) -> tuple[list[A
             raise BadInput(path, f"{where}: far_field", "false in the far-field set (asr_far)")
         audio = Path(record["audio"])
         resolved = audio if audio.is_absolute() else base / audio
-        if not resolved.is_file():
+        if check_audio and not resolved.is_file():
             raise BadInput(path, f"{where}: audio", f"no such file: {resolved}")
         rows.append(
             AsrRow(

@@ -16,7 +16,15 @@ evidence here: the harness does not hear the speech); score parses that copy and
 the MOS with a two-way (raters x items) bootstrap interval (`harness.scoring.ratings`), the
 rater count, each rater's mean and spread. Without `--dataset mos=PATH` the task scores the
 EXAMPLE sheet shipped with the harness, and the figure carries an `invalid_reason` so that
-it can never PASS.
+it can never PASS; whether a sheet is the example is decided by its sha256 against the
+shipped file's pinned digest (a byte copy passed with `--dataset mos=` is the example too).
+
+Against a padded panel: names (raters and items) are compared after NFKC, case folding,
+removing format characters (U+200B, U+FEFF, ...) and folding Cyrillic and Greek look-alike
+letters to Latin, and two spellings of one name are refused (`alice`, `ALICE`,
+`alice\u200b` and a Cyrillic `а` are one rater). The MOS gets bounds only with at least
+`min_raters` raters and `min_items` items; raters whose scores are identical item for item
+are flagged, counted once toward `min_raters`, and make the figure invalid.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import csv
 import hashlib
 import io
 import random
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -48,6 +57,20 @@ SUITE_ID = "d08-speech-interaction"
 COLUMNS = ("rater", "item", "score")
 EXAMPLE_REASON = "example sheet shipped with the harness, not ratings of the submitted system"
 SHEET = "ratings.csv"
+EXAMPLE_SHA256 = "3535cd12e738d61f7fedf48d50823888754c5539f720914a7236b85dd154db3a"
+# Cyrillic and Greek letters that look like Latin ones (after case folding)
+_LOOKALIKE = str.maketrans(
+    "аеорсухіјѕԁһԛԝαεικνορτυχ", "aeopcyxijsdhqwaeikvoptux"
+)  # fmt: skip
+
+
+def name_key(name: str) -> str:
+    """The form two names are compared in: NFKC, case-folded, format characters (category
+    Cf: zero-width space, BOM, bidi marks) removed, look-alike letters folded to Latin,
+    spaces collapsed."""
+    text = unicodedata.normalize("NFKC", name).casefold()
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    return " ".join(text.translate(_LOOKALIKE).split())
 
 
 def export_rating_sheet(items: Sequence[str], raters: Sequence[str], seed: int) -> str:
@@ -85,6 +108,7 @@ def read_sheet(data: bytes, source: str | Path) -> list[Rating]:
     header: list[str] | None = None
     ratings: list[Rating] = []
     first: dict[tuple[str, str], int] = {}
+    spelled: dict[tuple[str, str], tuple[str, int]] = {}  # (column, key) -> (name, line)
     for row in reader:
         number = reader.line_num
         if not any(cell.strip() for cell in row):
@@ -112,6 +136,18 @@ def read_sheet(data: bytes, source: str | Path) -> list[Rating]:
             raise BadInput(source, f"line {number}: score", f"{score!r} is not an integer 1-5")
         if int(score) not in (1, 2, 3, 4, 5):
             raise BadInput(source, f"line {number}: score", f"{score} is outside 1-5")
+        for column, name in (("rater", rater), ("item", item)):
+            folded = name_key(name)
+            if not folded:
+                raise BadInput(source, f"line {number}: {column}", "empty once normalised")
+            seen = spelled.setdefault((column, folded), (name, number))
+            if seen[0] != name:
+                raise BadInput(
+                    source,
+                    f"line {number}: {column}",
+                    f"{name!r} is {seen[0]!r} of line {seen[1]} spelled otherwise (names are "
+                    "compared after NFKC, case folding and removing invisible characters)",
+                )
         key = (rater, item)
         if key in first:
             raise BadInput(
@@ -133,6 +169,8 @@ class MosArgs(BaseModel):
     dataset: str = "mos"  # the --dataset name of the lab's filled sheet
     example_sheet: str = "mos/ratings.csv"  # under datasets/<suite id>/
     resamples: int = Field(default=2000, ge=100, le=100_000)
+    min_raters: int = Field(default=16, ge=1)  # distinct raters before the MOS gets bounds
+    min_items: int = Field(default=10, ge=1)  # distinct items before the MOS gets bounds
 
 
 @probes.register("speech.mos")
@@ -171,7 +209,7 @@ class MosProbe:
             {
                 "path": str(path),
                 "sha256": hashlib.sha256(data).hexdigest(),
-                "example": given is None,
+                "example": given is None or hashlib.sha256(data).hexdigest() == EXAMPLE_SHA256,
                 "scale": "ITU-T P.800 ACR: 5 excellent, 4 good, 3 fair, 2 poor, 1 bad",
             },
         )
@@ -185,7 +223,24 @@ class MosProbe:
         if hashlib.sha256(data).hexdigest() != facts["sha256"]:
             raise ValueError(f"{SHEET}: sha256 differs from sheet.json")
         ratings = read_sheet(data, evidence.path(SHEET))
+        example = bool(facts["example"]) or facts["sha256"] == EXAMPLE_SHA256
         interval = mos_interval(ratings, ctx.confidence, args.resamples, seed=0)
+        twins = identical_raters(ratings)
+        distinct = interval.raters - sum(len(group) - 1 for group in twins)
+        needs = []
+        if distinct < args.min_raters:
+            needs.append(f"at least {args.min_raters} raters (the suite's min_raters): {distinct}")
+        if interval.items < args.min_items:
+            needs.append(
+                f"at least {args.min_items} items (the suite's min_items): {interval.items}"
+            )
+        need = "; ".join(needs) + (" before a bound" if needs else "")
+        reasons = [EXAMPLE_REASON] if example else []
+        if twins:
+            reasons.append(
+                "raters with identical scores item for item (one listener under several "
+                "names?): " + "; ".join(", ".join(g) for g in twins)
+            )
         raters = per_rater(ratings)
         components = variance_components(ratings)
         details: dict[str, Any] = {
@@ -193,7 +248,9 @@ class MosProbe:
             "raters": interval.raters,
             "items": interval.items,
             "sheet_sha256": facts["sha256"],
-            "example_sheet": facts["example"],
+            "example_sheet": example,
+            "identical_raters": twins,
+            "distinct_raters": distinct,
             "per_rater": [
                 {
                     "rater": r.rater,
@@ -220,7 +277,7 @@ class MosProbe:
                 "method": "two-way random-effects ANOVA without replication (complete "
                 "table): se = sqrt(s2_rater/R + s2_item/I + s2_resid/(R I))",
             }
-        what = "the EXAMPLE sheet shipped with the harness" if facts["example"] else "the sheet"
+        what = "the EXAMPLE sheet shipped with the harness" if example else "the sheet"
         mos = Measurement(
             id="mos",
             value=interval.mos,
@@ -228,10 +285,11 @@ class MosProbe:
             n=interval.ratings,
             repeats=1,
             ci=Interval(
-                low=interval.low,
-                high=interval.high,
+                low=None if need else interval.low,
+                high=None if need else interval.high,
                 confidence=interval.confidence,
                 method=interval.method,
+                need=need,
             ),
             method=(
                 f"ITU-T P.800 ACR mean opinion score: the mean of the {interval.ratings} "
@@ -239,7 +297,7 @@ class MosProbe:
                 f"raters of {interval.items} items"
             ),
             details=details,
-            invalid_reason=EXAMPLE_REASON if facts["example"] else "",
+            invalid_reason="; ".join(reasons),
         )
         count = Measurement(
             id="raters",
@@ -249,6 +307,20 @@ class MosProbe:
             repeats=1,
             method=f"distinct raters on {what}",
             exact="a count of the sheet's raters",
-            invalid_reason=EXAMPLE_REASON if facts["example"] else "",
+            invalid_reason="; ".join(reasons),
         )
         return ScoreResult([mos, count], [])
+
+
+def identical_raters(ratings: Sequence[Rating]) -> list[list[str]]:
+    """Groups (name order) of raters who rated the same items (at least two) with the same
+    scores item for item."""
+    by: dict[str, dict[str, int]] = {}
+    for r in ratings:
+        by.setdefault(r.rater, {})[r.item] = r.score
+    groups: dict[tuple[tuple[str, int], ...], list[str]] = {}
+    for rater in sorted(by):
+        vector = tuple(sorted(by[rater].items()))
+        if len(vector) >= 2:
+            groups.setdefault(vector, []).append(rater)
+    return [g for g in groups.values() if len(g) > 1]

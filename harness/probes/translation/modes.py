@@ -24,6 +24,14 @@ source speech or to transcribe Spanish output back), which is not installed offl
 it is NOT_MEASURED with that reason. The latency of a reference pipeline is the sum of its
 stages' harness-timed calls, one segment per call; of a submitted mode, the adapter call.
 
+A speech input reaches the SUT as an opaque copy in a temporary folder of its own
+(`stage_inputs`); the mode records (which hold the references) and the test set's byte
+copy are written to the evidence only after every mode's session is closed. Figures on
+the shipped dev set (by sha256, `suts.py`) are invalid; a failed segment is scored as an
+empty output (BLEU/chrF marked invalid with `failures_count_against`) and left out of the
+latency median (marked invalid: leaving it out can only flatter the median); fewer than
+`min_segments` segments give BLEU/chrF no bounds.
+
 Figures per mode: `<mode>.latency_p50` (median over segments with order-statistic bounds),
 `<mode>.bleu` and `<mode>.chrf` (sacrebleu, bootstrap bounds); `modes_scored`: the modes
 whose every segment ran and was scored.
@@ -46,9 +54,9 @@ from harness.adapters.protocol import Sample, SampleOutput, SutSession
 from harness.errors import BadInput
 from harness.evidence import EvidenceReader
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
-from harness.probes.sessions import answer_all
+from harness.probes.sessions import answer_all, stage_inputs
 from harness.probes.translation import suts
-from harness.probes.translation.testset import Segment, by_pair, read_testset
+from harness.probes.translation.testset import Segment, by_pair, parse_testset, read_testset
 from harness.registry import probes
 from harness.schema import Interval, Measurement, Unmeasured
 from harness.scoring import translation as mt
@@ -69,6 +77,7 @@ class ModesArgs(BaseModel):
     segments: int = Field(default=20, ge=1, le=10_000)
     modes: list[Mode] = Field(default_factory=lambda: list(MODES))
     resamples: int = Field(default=1000, ge=100, le=100_000)
+    min_segments: int = Field(default=20, ge=1, le=10_000)  # before a BLEU/chrF bound
 
 
 def english(code: str) -> bool:
@@ -205,9 +214,12 @@ class ModesProbe:
         args = ctx.args
         assert isinstance(args, ModesArgs)
         ctx.progress("read the test set")
-        path, _ = suts.dataset_path(ctx, "test", "test.jsonl")
-        first = next(iter(by_pair(read_testset(path)).values()))[: args.segments]
+        test_in = suts.read_input(ctx, "test", "test.jsonl")
+        first = next(iter(by_pair(parse_testset(test_in.data, test_in.path)).values()))[
+            : args.segments
+        ]
         failures: list[str] = []
+        records: dict[str, dict[str, Any]] = {}
         with tempfile.TemporaryDirectory(prefix="harness-mt-modes-") as tmp:
             work = Path(tmp)
             for mode in args.modes:
@@ -217,7 +229,13 @@ class ModesProbe:
                     failures.append(f"{mode}: {record['reason']}")
                 elif record.get("failed"):
                     failures.append(f"{mode}: {record['failed']} of {len(first)} segments failed")
-                ctx.evidence.write_json(f"{mode}.json", record)
+                records[mode] = record
+        # the records and the set hold the references: written only now, every mode's
+        # session closed, so no SUT can read them from the evidence folder while it answers
+        for name, record in records.items():
+            ctx.evidence.write_json(f"{name}.json", record)
+        ctx.evidence.write_bytes("test.jsonl", test_in.data)
+        ctx.evidence.write_json("test.json", test_in.facts("test.jsonl"))
         return failures
 
     def _mode(
@@ -264,6 +282,8 @@ class ModesProbe:
             return {"status": status, "reason": session}
         samples: list[Sample] = []
         inputs: list[dict[str, Any]] = []
+        stage_holder = tempfile.TemporaryDirectory(prefix="harness-mt-stage-")
+        stage_dir = Path(stage_holder.name)
         try:
             for k, s in enumerate(segs):
                 if mode in SPEECH_IN:
@@ -278,11 +298,19 @@ class ModesProbe:
                 else:
                     inputs.append({"id": s.id, "text": s.source})
                     samples.append(Sample(k, s.source))
+            if mode in SPEECH_IN:
+                # the SUT gets copies under opaque names in a folder of their own, never a
+                # path into the harness's working folder
+                staged = stage_inputs([Path(x.data) for x in samples], stage_dir)
+                samples = [
+                    Sample(x.index, str(p), str(p)) for x, p in zip(samples, staged, strict=True)
+                ]
             outputs = [o for sample in samples for o in answer_all(session, [sample], 1)]
             described = session.describe()
         finally:
             if ctx.session is None:
                 session.close()
+            stage_holder.cleanup()
         rows: list[dict[str, Any]] = []
         for s, o in zip(segs, outputs, strict=True):
             row: dict[str, Any] = {"id": s.id, "latency_s": o.latency_s, "error": o.error}
@@ -331,6 +359,10 @@ class ModesProbe:
         measurements: list[Measurement] = []
         unmeasured: list[Unmeasured] = []
         scored: dict[str, str] = {}
+        facts = evidence.read_json("test.json")
+        data = evidence.path("test.jsonl").read_bytes()
+        suts.check_copy(data, facts, "test.jsonl")
+        dev_reason = suts.invalid_reason(facts, "test")
         for mode in args.modes:
             record = evidence.read_json(f"{mode}.json")
             ids = [f"{mode}.latency_p50", f"{mode}.bleu", f"{mode}.chrf"]
@@ -346,6 +378,8 @@ class ModesProbe:
                 unmeasured += [Unmeasured(id=i, reason=reason) for i in ids]
                 continue
             scored[mode] = "scored" if len(ok) == len(rows) else f"{len(rows) - len(ok)} failed"
+            n_failed = len(rows) - len(ok)
+            failed_reason = f"{n_failed} segment(s) failed" if n_failed else ""
             latencies = [float(r["latency_s"]) for r in ok]
             mb = median_bounds(latencies, ctx.confidence)
             measurements.append(
@@ -369,7 +403,16 @@ class ModesProbe:
                         if record["reference_system"]
                         else ""
                     ),
-                    details={"latencies_s": latencies, "failed": len(rows) - len(ok)},
+                    details={"latencies_s": latencies, "failed": n_failed},
+                    # failed segments are left out of the median: that can only flatter it
+                    invalid_reason="; ".join(
+                        r
+                        for r in (
+                            dev_reason,
+                            failed_reason and failed_reason + ", left out of the median",
+                        )
+                        if r
+                    ),
                 )
             )
             tgt = record["pair"].split("-", 1)[1]
@@ -382,6 +425,11 @@ class ModesProbe:
                 norm = f"{ROUND_TRIP_NORM}|"
             for metric in SCORED:
                 s, _ = mt.score_set(metric, hyps, refs, tgt, ctx.confidence, args.resamples, 0)
+                too_few = (
+                    f"at least {args.min_segments} segments for a bound (have {s.segments})"
+                    if s.segments < args.min_segments
+                    else ""
+                )
                 measurements.append(
                     Measurement(
                         id=f"{mode}.{metric}",
@@ -390,16 +438,31 @@ class ModesProbe:
                         n=s.segments,
                         repeats=1,
                         ci=Interval(
-                            low=s.low,
-                            high=s.high,
+                            low=None if too_few else s.low,
+                            high=None if too_few else s.high,
                             confidence=ctx.confidence,
                             method=f"bootstrap over segments, {s.resamples} resamples, seed 0",
+                            need=too_few,
                         ),
                         method=f"sacrebleu {s.name} of the {LABEL[mode]} output "
                         f"({record['pair']}"
                         + (", transcribed back by pocketsphinx" if mode in SPEECH_OUT else "")
                         + f"); signature {norm}{s.harness_signature}",
-                        details={"signature": f"{norm}{s.harness_signature}", "score_text": s.text},
+                        details={
+                            "signature": f"{norm}{s.harness_signature}",
+                            "score_text": s.text,
+                            "failed_segments_scored_empty": n_failed,
+                        },
+                        # failed segments are scored as empty outputs: only against the figure
+                        invalid_reason="; ".join(
+                            r
+                            for r in (
+                                dev_reason,
+                                failed_reason and failed_reason + ", scored as empty outputs",
+                            )
+                            if r
+                        ),
+                        failures_count_against=bool(n_failed) and not dev_reason and not too_few,
                     )
                 )
         measurements.append(
@@ -411,6 +474,7 @@ class ModesProbe:
                 repeats=1,
                 method="modes whose pipeline answered every segment and was scored",
                 details={"modes": scored},
+                invalid_reason=dev_reason,
             )
         )
         return ScoreResult(measurements, unmeasured)

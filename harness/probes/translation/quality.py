@@ -4,26 +4,34 @@ coverage (D06).
 collect: reads the test set (`--dataset test=PATH`, else the shipped dev set; format in
 `testset.py`), the out-of-domain set (`--dataset ood=PATH`, else the shipped one) and makes
 the noised copy of the test sources (`noise.py`, from the run seed). Every source goes to
-the system for its pair (`suts.py`), `batch_size` per call; the sets, the noised sources
-with their edits and every answer (with its error and the harness's latency) go to the
-evidence. Sample indices: the test set's segment k (file order) is k, its noised copy
-N + k, the out-of-domain segment j is 2N + j (N = test segments), so a pre-computed
-`outputs` file can hold all three.
+the system for its pair (`suts.py`), `batch_size` per call; every answer (with its error
+and the harness's latency) goes to the evidence, then, once every session is closed (so a
+SUT cannot read the references there while it answers), the sets byte for byte with their
+sha256 and status (`suts.InputFile`: a lab set, or the shipped dev set by its pinned
+digest) and the noised sources with their edits. Sample indices: the test set's segment k
+(file order) is k, its noised copy N + k, the out-of-domain segment j is 2N + j
+(N = test segments), so a pre-computed `outputs` file can hold all three.
 
-score (evidence only): per pair, sacrebleu BLEU / chrF / TER with their signatures and
-seeded bootstrap bounds (`harness.scoring.translation`); a segment that failed is scored
-as an empty translation (and counted). The noised-copy drop is a paired bootstrap (same
-segments, same references), with sacrebleu's own paired bootstrap and approximate
-randomisation p-values stored; the out-of-domain drop (clean score of the pair minus its
-out-of-domain score) is an unpaired bootstrap, the sets being different segments.
-Aggregates over pairs for the indicators: the lowest BLEU / chrF and the highest TER and
-drops, each with that extreme's bounds (each pair bounded at the suite's confidence, no
-multiplicity correction). Coverage: the pairs whose every segment was answered.
+score (evidence only, re-parsing the sets' byte copies after checking their sha256): per
+pair, sacrebleu BLEU / chrF / TER with their signatures and seeded bootstrap bounds
+(`harness.scoring.translation`), no bounds below `min_segments` segments; a segment that
+failed is scored as an empty translation (counted, and the figure marked invalid with
+`failures_count_against`: an empty translation only makes it worse). Every figure on the
+shipped dev set is invalid (its references are public). The noised-copy drop is a paired
+bootstrap (same segments, same references), with sacrebleu's own paired bootstrap and
+approximate randomisation p-values stored; the out-of-domain drop (clean score of the pair
+minus its out-of-domain score) is an unpaired bootstrap, the sets being different
+segments. Aggregates over pairs for the indicators: the lowest BLEU / chrF and the highest
+TER and drops, each with that extreme's bounds (each pair bounded at the suite's
+confidence, no multiplicity correction). Coverage: the distinct pairs (canonical
+languages; shared source texts count once) whose every segment was answered, each with
+at least `min_segments` segments.
 """
 
 from __future__ import annotations
 
-import hashlib
+import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,7 +44,13 @@ from harness.probes.sessions import answer_all, output_records
 from harness.probes.translation import suts
 from harness.probes.translation.noise import VERSION as NOISE_VERSION
 from harness.probes.translation.noise import noise_segment
-from harness.probes.translation.testset import Segment, by_pair, read_testset
+from harness.probes.translation.testset import (
+    Segment,
+    by_pair,
+    canonical_language,
+    parse_testset,
+    read_testset,
+)
 from harness.registry import probes
 from harness.schema import Interval, Measurement, Unmeasured
 from harness.scoring import translation as mt
@@ -55,35 +69,24 @@ class QualityArgs(BaseModel):
     noise: bool = True
     ood: bool = True
     batch_size: int = Field(default=64, ge=1, le=100_000)
+    # a pair with fewer segments gets no bound (and is not counted as covered): a bootstrap
+    # over a handful of segments says nothing
+    min_segments: int = Field(default=30, ge=1, le=100_000)
 
 
 def pair_id(pair: str) -> str:
     return pair.lower().replace("-", "_")
 
 
-def _segments_json(path: Path, shipped: bool, segments: list[Segment]) -> dict[str, Any]:
-    return {
-        "file": str(path),
-        "shipped_dev_set": shipped,
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-        "segments": [
-            {
-                "id": s.id,
-                "source": s.source,
-                "references": list(s.references),
-                "src": s.src,
-                "tgt": s.tgt,
-            }
-            for s in segments
-        ],
-    }
-
-
-def _segments(record: dict[str, Any]) -> list[Segment]:
-    return [
-        Segment(str(s["id"]), str(s["source"]), tuple(s["references"]), s["src"], s["tgt"])
-        for s in record["segments"]
-    ]
+def _read_set(evidence: EvidenceReader, name: str) -> tuple[list[Segment], str]:
+    """score(): the set `name` ("test", "ood") re-parsed from its byte copy in the evidence
+    (its sha256 checked against the one collect recorded), and why figures on it cannot
+    decide a verdict ("" for a lab set)."""
+    facts = evidence.read_json(f"{name}.json")
+    copy = str(facts["copy"])
+    data = evidence.path(copy).read_bytes()
+    suts.check_copy(data, facts, copy)
+    return parse_testset(data, evidence.path(copy)), suts.invalid_reason(facts, name)
 
 
 @probes.register("mt.quality")
@@ -116,36 +119,22 @@ class QualityProbe:
         args = ctx.args
         assert isinstance(args, QualityArgs)
         ctx.progress("read the test sets")
-        test_path, test_shipped = suts.dataset_path(ctx, "test", "test.jsonl")
-        test = read_testset(test_path)
-        ctx.evidence.write_json(
-            "test.json", {"seed": ctx.seed, **_segments_json(test_path, test_shipped, test)}
-        )
+        test_in = suts.read_input(ctx, "test", "test.jsonl")
+        test = parse_testset(test_in.data, test_in.path)
         sets: dict[str, list[tuple[int, Segment, str]]] = {
             "test": [(k, s, s.source) for k, s in enumerate(test)]
         }
         n = len(test)
+        noised = []
         if args.noise:
             noised = [noise_segment(s.id, s.source, ctx.seed, args.noise_rate, s.src) for s in test]
-            ctx.evidence.write_json(
-                "noise.json",
-                {
-                    "generator": f"harness.probes.translation.noise {NOISE_VERSION}",
-                    "seed": ctx.seed,
-                    "rate": args.noise_rate,
-                    "segments": [
-                        {"id": s.id, "noised": x.text, "edits": list(x.edits)}
-                        for s, x in zip(test, noised, strict=True)
-                    ],
-                },
-            )
             sets["noised"] = [
                 (n + k, s, x.text) for k, (s, x) in enumerate(zip(test, noised, strict=True))
             ]
+        ood_in = None
         if args.ood:
-            ood_path, ood_shipped = suts.dataset_path(ctx, "ood", "ood.jsonl")
-            ood = read_testset(ood_path)
-            ctx.evidence.write_json("ood.json", _segments_json(ood_path, ood_shipped, ood))
+            ood_in = suts.read_input(ctx, "ood", "ood.jsonl")
+            ood = parse_testset(ood_in.data, ood_in.path)
             sets["ood"] = [(2 * n + j, s, s.source) for j, s in enumerate(ood)]
         failures: list[str] = []
         systems: dict[str, Any] = {}
@@ -185,18 +174,39 @@ class QualityProbe:
                     {"status": "ran", "session": described, "records": records},
                 )
         ctx.evidence.write_json("systems.json", systems)
+        # the sets hold the references: written only now, every session closed, so a SUT
+        # cannot read them from the run's evidence folder while it answers
+        ctx.evidence.write_bytes("test.jsonl", test_in.data)
+        ctx.evidence.write_json("test.json", {"seed": ctx.seed, **test_in.facts("test.jsonl")})
+        if args.noise:
+            ctx.evidence.write_json(
+                "noise.json",
+                {
+                    "generator": f"harness.probes.translation.noise {NOISE_VERSION}",
+                    "seed": ctx.seed,
+                    "rate": args.noise_rate,
+                    "segments": [
+                        {"id": s.id, "noised": x.text, "edits": list(x.edits)}
+                        for s, x in zip(test, noised, strict=True)
+                    ],
+                },
+            )
+        if ood_in is not None:
+            ctx.evidence.write_bytes("ood.jsonl", ood_in.data)
+            ctx.evidence.write_json("ood.json", ood_in.facts("ood.jsonl"))
         return failures
 
     def score(self, evidence: EvidenceReader, ctx: ScoreContext) -> ScoreResult:
         args = ctx.args
         assert isinstance(args, QualityArgs)
         conf = ctx.confidence
-        test = _segments(evidence.read_json("test.json"))
+        test, dev_reason = _read_set(evidence, "test")
         measurements: list[Measurement] = []
         unmeasured: list[Unmeasured] = []
         clean_stats: dict[str, dict[str, mt.SegmentStats]] = {}
         clean_hyps: dict[str, list[str]] = {}
-        per_pair: dict[str, dict[str, mt.MetricScore]] = {}
+        clean_failed: dict[str, int] = {}
+        per_pair: dict[str, dict[str, Measurement]] = {}
         status: dict[str, str] = {}
         seed = _seed(evidence)
         for pair, segs in by_pair(test).items():
@@ -206,9 +216,15 @@ class QualityProbe:
                 for m in mt.METRICS:
                     unmeasured.append(Unmeasured(id=f"{pair_id(pair)}.{m}", reason=reason))
                 continue
-            status[pair] = "scored" if not failed else f"{failed} of {len(segs)} segments failed"
+            if failed:
+                status[pair] = f"{failed} of {len(segs)} segments failed"
+            elif len(segs) < args.min_segments:
+                status[pair] = f"{len(segs)} segments, fewer than the {args.min_segments} needed"
+            else:
+                status[pair] = "scored"
             refs = [list(s.references) for s in segs]
             clean_hyps[pair] = hyps
+            clean_failed[pair] = failed
             clean_stats[pair] = {}
             per_pair[pair] = {}
             for m in mt.METRICS:
@@ -223,16 +239,30 @@ class QualityProbe:
                     args.sacrebleu_bootstrap,
                 )
                 clean_stats[pair][m] = stats
-                per_pair[pair][m] = score
-                measurements.append(_score_measurement(pair, score, failed, segs[0].tgt))
+                measurement = _score_measurement(
+                    pair, score, failed, segs[0].tgt, args.min_segments, dev_reason
+                )
+                per_pair[pair][m] = measurement
+                measurements.append(measurement)
         measurements += _extremes(per_pair, unmeasured, status)
-        measurements.append(_coverage(status))
+        measurements.append(_coverage(status, by_pair(test), dev_reason))
         if args.noise:
             measurements += self._noise(
-                evidence, args, conf, seed, test, clean_hyps, clean_stats, unmeasured
+                evidence,
+                args,
+                conf,
+                seed,
+                test,
+                clean_hyps,
+                clean_stats,
+                clean_failed,
+                dev_reason,
+                unmeasured,
             )
         if args.ood:
-            measurements += self._ood(evidence, args, conf, seed, clean_stats, unmeasured)
+            measurements += self._ood(
+                evidence, args, conf, seed, clean_stats, clean_failed, dev_reason, unmeasured
+            )
         return ScoreResult(measurements, unmeasured)
 
     def _noise(
@@ -244,6 +274,8 @@ class QualityProbe:
         test: list[Segment],
         clean_hyps: dict[str, list[str]],
         clean_stats: dict[str, dict[str, mt.SegmentStats]],
+        clean_failed: dict[str, int],
+        dev_reason: str,
         unmeasured: list[Unmeasured],
     ) -> list[Measurement]:
         noise = {s["id"]: s for s in evidence.read_json("noise.json")["segments"]}
@@ -294,6 +326,13 @@ class QualityProbe:
                             for t, r in tests.items()
                         },
                     },
+                    _Validity(
+                        dev_reason,
+                        clean_failed[pair],
+                        failed,
+                        len(segs),
+                        args.min_segments,
+                    ),
                 )
                 drops[pair][m] = measurement
                 out.append(measurement)
@@ -307,9 +346,12 @@ class QualityProbe:
         conf: float,
         seed: int,
         clean_stats: dict[str, dict[str, mt.SegmentStats]],
+        clean_failed: dict[str, int],
+        dev_reason: str,
         unmeasured: list[Unmeasured],
     ) -> list[Measurement]:
-        ood = _segments(evidence.read_json("ood.json"))
+        ood, ood_reason = _read_set(evidence, "ood")
+        reasons = "; ".join(r for r in (dev_reason, ood_reason) if r)
         drops: dict[str, dict[str, Measurement]] = {}
         out: list[Measurement] = []
         for pair, segs in by_pair(ood).items():
@@ -338,11 +380,12 @@ class QualityProbe:
                 diff = mt.difference(
                     clean_stats[pair][m], ood_stats, conf, args.resamples, seed + 3, paired=False
                 )
+                in_domain = len(clean_stats[pair][m].stats)
                 measurement = _drop_measurement(
                     f"ood.{pair_id(pair)}.{m}_drop",
                     diff,
                     f"{SHOWN[m]} on the in-domain test set minus {SHOWN[m]} on the "
-                    f"out-of-domain set ({pair}, {len(clean_stats[pair][m].stats)} and "
+                    f"out-of-domain set ({pair}, {in_domain} and "
                     f"{len(segs)} segments); {diff.method}",
                     {
                         "out_of_domain_score": ood_score.score,
@@ -350,6 +393,13 @@ class QualityProbe:
                         "signature": ood_score.signature,
                         "failed_out_of_domain_segments": failed,
                     },
+                    _Validity(
+                        reasons,
+                        clean_failed[pair],
+                        failed,
+                        min(in_domain, len(segs)),
+                        args.min_segments,
+                    ),
                 )
                 drops[pair][m] = measurement
                 out.append(measurement)
@@ -394,21 +444,66 @@ def _interval(low: float, high: float, conf: float, method: str, need: str = "")
     return Interval(low=low, high=high, confidence=conf, method=method, need=need)
 
 
-def _score_measurement(pair: str, s: mt.MetricScore, failed: int, tgt: str) -> Measurement:
+@dataclass(frozen=True)
+class _Validity:
+    """What keeps a figure from deciding a verdict: the set being the shipped dev set,
+    failed segments (scored as empty translations), too few segments for a bound."""
+
+    dev_reason: str
+    failed_in_favour: int  # failures that can only make the figure look better
+    failed_against: int  # failures that can only make it look worse
+    segments: int
+    min_segments: int
+
+    @property
+    def reason(self) -> str:
+        reasons = [self.dev_reason] if self.dev_reason else []
+        failed = self.failed_in_favour + self.failed_against
+        if failed:
+            reasons.append(f"{failed} segment(s) failed and were scored as empty translations")
+        return "; ".join(reasons)
+
+    @property
+    def count_against(self) -> bool:
+        """Only failures, each counted against the figure: one that misses FAILs even so
+        (not below `min_segments`: too few segments decide nothing either way)."""
+        return (
+            not self.dev_reason
+            and self.failed_against > 0
+            and not self.failed_in_favour
+            and not self.too_few
+        )
+
+    @property
+    def too_few(self) -> str:
+        if self.segments >= self.min_segments:
+            return ""
+        return (
+            f"at least {self.min_segments} segments per pair for a bound (this pair has "
+            f"{self.segments})"
+        )
+
+
+def _score_measurement(
+    pair: str, s: mt.MetricScore, failed: int, tgt: str, min_segments: int, dev_reason: str
+) -> Measurement:
     tokenizer, why = mt.tokenizer_for(tgt)
+    # an empty translation lowers BLEU/chrF and raises TER: failures count against all three
+    validity = _Validity(dev_reason, 0, failed, s.segments, min_segments)
+    too_few = validity.too_few
     return Measurement(
         id=f"{pair_id(pair)}.{s.metric}",
         value=s.score,
         unit="points",
         n=s.segments,
         repeats=1,
-        ci=_interval(
-            s.low,
-            s.high,
-            s.confidence,
-            f"bootstrap over {s.segments} segments on sacrebleu's sufficient statistics, "
+        ci=Interval(
+            low=None if too_few else s.low,
+            high=None if too_few else s.high,
+            confidence=s.confidence,
+            method=f"bootstrap over {s.segments} segments on sacrebleu's sufficient statistics, "
             f"{s.resamples} resamples, seed {s.seed}, one-sided percentile bounds",
-            "a larger test set narrows the bootstrap bounds",
+            need=too_few or "a larger test set narrows the bootstrap bounds",
         ),
         method=f"sacrebleu {s.name} ({pair}), {s.segments} segments; signature "
         f"{s.harness_signature}",
@@ -420,12 +515,29 @@ def _score_measurement(pair: str, s: mt.MetricScore, failed: int, tgt: str) -> M
             "tokenizer_reason": why if s.metric == "bleu" else "",
             "sacrebleu_bootstrap_95": s.sacrebleu_bootstrap,
             "failed_segments_scored_empty": failed,
+            "bootstrap_bounds": [s.low, s.high],
         },
+        invalid_reason=validity.reason,
+        failures_count_against=validity.count_against,
     )
 
 
+def _combined_validity(ms: list[Measurement]) -> dict[str, Any]:
+    """invalid_reason / failures_count_against of a figure taken over several pairs' ones."""
+    reasons = list(dict.fromkeys(m.invalid_reason for m in ms if m.invalid_reason))
+    invalid = [m for m in ms if m.invalid_reason]
+    return {
+        "invalid_reason": "; ".join(reasons),
+        "failures_count_against": bool(invalid) and all(m.failures_count_against for m in invalid),
+    }
+
+
+def _bound(values: list[float | None], pick: Any) -> float | None:
+    return None if any(v is None for v in values) else pick(values)
+
+
 def _extremes(
-    per_pair: dict[str, dict[str, mt.MetricScore]],
+    per_pair: dict[str, dict[str, Measurement]],
     unmeasured: list[Unmeasured],
     status: dict[str, str],
 ) -> list[Measurement]:
@@ -439,62 +551,123 @@ def _extremes(
             continue
         scores = {p: v[m] for p, v in per_pair.items()}
         pick = min if mt.HIGHER_IS_BETTER[m] else max  # type: ignore[index]
-        worst = pick(scores, key=lambda p: scores[p].score)
+        worst = pick(scores, key=lambda p: scores[p].value)
         s = scores[worst]
+        assert s.ci is not None
+        cis = [v.ci for v in scores.values() if v.ci is not None]
+        needs = list(
+            dict.fromkeys(
+                f"{p}: {v.ci.need}"
+                for p, v in scores.items()
+                if v.ci and (v.ci.low is None or v.ci.high is None)
+            )
+        )
         out.append(
             Measurement(
                 id=agg,
-                value=s.score,
+                value=s.value,
                 unit="points",
-                n=sum(v.segments for v in scores.values()),
+                n=sum(v.n for v in scores.values()),
                 repeats=1,
-                ci=_interval(
-                    pick(v.low for v in scores.values()),
-                    pick(v.high for v in scores.values()),
-                    s.confidence,
-                    "per pair a seeded bootstrap over segments; the worst pair's figure with "
-                    "the worst bound over the pairs (each at the confidence, no multiplicity "
-                    "correction)",
+                ci=Interval(
+                    low=_bound([c.low for c in cis], pick),
+                    high=_bound([c.high for c in cis], pick),
+                    confidence=s.ci.confidence,
+                    method="per pair a seeded bootstrap over segments; the worst pair's figure "
+                    "with the worst bound over the pairs (each at the confidence, no "
+                    "multiplicity correction)",
+                    need="; ".join(needs),
                 ),
-                method=f"the {'lowest' if pick is min else 'highest'} sacrebleu {s.name} over "
-                f"the {len(scores)} scored pair(s): {worst}; signature {s.harness_signature}",
-                details={"per_pair": {p: v.score for p, v in scores.items()}, "worst_pair": worst},
+                method=f"the {'lowest' if pick is min else 'highest'} {s.method.split(' (')[0]} "
+                f"over the {len(scores)} scored pair(s): {worst}; {s.method}",
+                details={"per_pair": {p: v.value for p, v in scores.items()}, "worst_pair": worst},
+                **_combined_validity(list(scores.values())),
             )
         )
     return out
 
 
-def _coverage(status: dict[str, str]) -> Measurement:
-    scored = sorted(p for p, s in status.items() if s == "scored")
+def _source_key(segs: list[Segment]) -> tuple[str, ...]:
+    return tuple(
+        sorted({" ".join(unicodedata.normalize("NFKC", s.source).casefold().split()) for s in segs})
+    )
+
+
+def _coverage(
+    status: dict[str, str], pairs: dict[str, list[Segment]], dev_reason: str
+) -> Measurement:
+    """Distinct language pairs scored: by canonical language (`eng-spa` is `en-es`, `zh-CN`
+    is `zh`), and a pair whose sources are the same texts as a counted pair's, into the same
+    target language, counts once (one English set into Spanish and into Chinese is two
+    pairs: a multi-way test set)."""
+    scored = [p for p, s in status.items() if s == "scored"]  # test-set order
+    # union-find: two pairs are one when they share canonical languages, or source texts
+    # and the target language
+    parent = {p: p for p in scored}
+
+    def root(p: str) -> str:
+        while parent[p] != p:
+            p = parent[p]
+        return p
+
+    merged: dict[str, str] = {}
+    first_langs: dict[tuple[str, str], str] = {}
+    first_sources: dict[tuple[tuple[str, ...], str], str] = {}
+    for p in scored:
+        segs = pairs[p]
+        langs = (canonical_language(segs[0].src), canonical_language(segs[0].tgt))
+        sources = (_source_key(segs), langs[1])
+        for other, why in (
+            (first_langs.get(langs), f"the same languages ({langs[0]}-{langs[1]})"),
+            (first_sources.get(sources), f"the same source texts into {langs[1]}"),
+        ):
+            if other is not None and root(other) != root(p):
+                parent[root(p)] = root(other)
+                merged.setdefault(p, f"{why} as {other}")
+        first_langs.setdefault(langs, p)
+        first_sources.setdefault(sources, p)
+    counted = [p for p in scored if root(p) == p]
     return Measurement(
         id="pairs_scored",
-        value=float(len(scored)),
+        value=float(len(counted)),
         unit="count",
         n=len(status),
         repeats=1,
-        method="language pairs of the test set whose every segment was answered and scored",
-        details={"pairs": scored, "status": dict(sorted(status.items()))},
+        method="distinct language pairs of the test set (by canonical language; a pair with "
+        "another counted pair's source texts into the same target counts once) whose every "
+        "segment was answered and scored, each with enough segments for a bound",
+        details={"pairs": counted, "merged": merged, "status": dict(sorted(status.items()))},
+        invalid_reason=dev_reason,
     )
 
 
 def _drop_measurement(
-    metric_id: str, diff: mt.Difference, method: str, details: dict[str, Any]
+    metric_id: str, diff: mt.Difference, method: str, details: dict[str, Any], validity: _Validity
 ) -> Measurement:
+    too_few = validity.too_few
     return Measurement(
         id=metric_id,
         value=diff.value,
         unit="points",
         n=diff.items,
         repeats=1,
-        ci=_interval(
-            diff.low,
-            diff.high,
-            diff.confidence,
-            f"{diff.method}; one-sided bounds at the confidence",
-            need="a larger test set narrows the bootstrap bounds",
+        ci=Interval(
+            low=None if too_few else diff.low,
+            high=None if too_few else diff.high,
+            confidence=diff.confidence,
+            method=f"{diff.method}; one-sided bounds at the confidence",
+            need=too_few or "a larger test set narrows the bootstrap bounds",
         ),
         method=method,
-        details={**details, "p_value_bootstrap": diff.p_value, "paired": diff.paired},
+        details={
+            **details,
+            "p_value_bootstrap": diff.p_value,
+            "paired": diff.paired,
+            "failed_clean_segments": validity.failed_in_favour,
+            "bootstrap_bounds": [diff.low, diff.high],
+        },
+        invalid_reason=validity.reason,
+        failures_count_against=validity.count_against,
     )
 
 
@@ -511,13 +684,25 @@ def _max_drop(
         worst = max(have, key=lambda p: have[p].value)
         w = have[worst]
         assert w.ci is not None
-        highs = [d.ci.high for d in have.values() if d.ci is not None and d.ci.high is not None]
-        lows = [d.ci.low for d in have.values() if d.ci is not None and d.ci.low is not None]
+        cis = [d.ci for d in have.values() if d.ci is not None]
+        needs = list(
+            dict.fromkeys(
+                f"{p}: {d.ci.need}"
+                for p, d in have.items()
+                if d.ci and (d.ci.low is None or d.ci.high is None)
+            )
+        )
         out.append(
             w.model_copy(
                 update={
                     "id": agg,
-                    "ci": w.ci.model_copy(update={"high": max(highs), "low": max(lows)}),
+                    "ci": w.ci.model_copy(
+                        update={
+                            "high": _bound([c.high for c in cis], max),
+                            "low": _bound([c.low for c in cis], max),
+                            "need": "; ".join(needs) or w.ci.need,
+                        }
+                    ),
                     "method": f"the largest {SHOWN[m]} drop over {len(have)} pair(s) "
                     f"({worst}): {w.method}",
                     "details": {
@@ -525,6 +710,7 @@ def _max_drop(
                         "worst_pair": worst,
                         "per_pair": {p: d.value for p, d in have.items()},
                     },
+                    **_combined_validity(list(have.values())),
                 }
             )
         )

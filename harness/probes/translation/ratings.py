@@ -14,22 +14,25 @@ score (evidence only): per dimension,
 - Krippendorff's alpha (`harness.scoring.agreement`) on the raw scores (nominal for 0/1,
   ordinal for 1-5) and on the acceptability, with the rater and item counts, reported
   beside it (agreement is no target of the guide).
-A sheet marked `# EXAMPLE` (the shipped one) is measured but can never decide a verdict.
+Fewer than `min_items` items or `min_raters` raters for a dimension: the proportion is
+reported without bounds (a one-rating sheet decides nothing). A sheet marked `# EXAMPLE`,
+or whose sha256 is the shipped example's (a byte copy given with --dataset too), is measured
+but can never decide a verdict.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.errors import BadInput
 from harness.evidence import EvidenceReader
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.probes.translation import suts
-from harness.probes.translation.sheets import DIMENSIONS, Scale, parse_sheet
+from harness.probes.translation.sheets import DIMENSIONS, Scale, SheetRating, parse_sheet
 from harness.registry import probes
 from harness.schema import Measurement, Unmeasured
 from harness.scoring.accuracy import accuracy_percent
@@ -43,10 +46,23 @@ class RatingsArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     scale: Scale = "binary"
     acceptable_from: int = Field(default=4, ge=1, le=5)  # likert5: this score and above
+    min_raters: int = Field(default=3, ge=1, le=10_000)  # per dimension, before a bound
+    min_items: int = Field(default=30, ge=1, le=1_000_000)
 
 
 def acceptable(score: int, args: RatingsArgs) -> bool:
     return score >= args.acceptable_from if args.scale == "likert5" else score == 1
+
+
+def _identical_raters(rows: list[SheetRating]) -> list[list[str]]:
+    """Groups of two or more raters whose (item, score) ratings are the same."""
+    by_rater: dict[str, set[tuple[str, int]]] = defaultdict(set)
+    for r in rows:
+        by_rater[r.rater].add((r.item, r.score))
+    groups: dict[frozenset[tuple[str, int]], list[str]] = defaultdict(list)
+    for rater, ratings in sorted(by_rater.items()):
+        groups[frozenset(ratings)].append(rater)
+    return [g for g in groups.values() if len(g) > 1]
 
 
 @probes.register("mt.ratings")
@@ -71,28 +87,31 @@ class RatingsProbe:
         assert isinstance(args, RatingsArgs)
         if "ratings" in datasets:
             path = datasets["ratings"]
-            parse_sheet(path.read_bytes(), path, args.scale)
+            try:
+                data = path.read_bytes()
+            except OSError as error:
+                raise BadInput(path, None, f"cannot read: {error.strerror or error}") from None
+            parse_sheet(data, path, args.scale)
 
     def collect(self, ctx: CollectContext) -> list[str]:
         args = ctx.args
         assert isinstance(args, RatingsArgs)
         ctx.progress("read the rating sheet")
-        path, shipped = suts.dataset_path(ctx, "ratings", "ratings-EXAMPLE.csv")
-        data = path.read_bytes()
-        parse_sheet(data, path, args.scale)  # refuse a bad sheet here (BadInput)
-        ctx.evidence.write_bytes(SHEET, data)
-        ctx.evidence.write_json(
-            "sheet.json",
-            {"file": str(path), "shipped": shipped, "sha256": hashlib.sha256(data).hexdigest()},
-        )
+        sheet = suts.read_input(ctx, "ratings", "ratings-EXAMPLE.csv")
+        parse_sheet(sheet.data, sheet.path, args.scale)  # refuse a bad sheet here (BadInput)
+        ctx.evidence.write_bytes(SHEET, sheet.data)
+        ctx.evidence.write_json("sheet.json", sheet.facts(SHEET))
         return []
 
     def score(self, evidence: EvidenceReader, ctx: ScoreContext) -> ScoreResult:
         args = ctx.args
         assert isinstance(args, RatingsArgs)
         facts = evidence.read_json("sheet.json")
-        sheet = parse_sheet(evidence.path(SHEET).read_bytes(), evidence.path(SHEET), args.scale)
-        invalid = EXAMPLE_REASON if sheet.example or facts.get("shipped") else ""
+        data = evidence.path(SHEET).read_bytes()
+        suts.check_copy(data, facts, SHEET)
+        sheet = parse_sheet(data, evidence.path(SHEET), args.scale)
+        example = sheet.example or facts["sha256"] == suts.SHIPPED_SHA256["ratings-EXAMPLE.csv"]
+        invalid = EXAMPLE_REASON if example else suts.invalid_reason(facts, "ratings")
         measurements: list[Measurement] = []
         unmeasured: list[Unmeasured] = []
         rule = (
@@ -126,6 +145,9 @@ class RatingsProbe:
                 "ratings_acceptable": sum(sum(v) for v in votes.values()),
                 "scale": args.scale,
                 "sheet_sha256": facts.get("sha256"),
+                # raters who gave the same scores to the same items (one person under two
+                # names gives this; so can honest raters of a very good system): flagged
+                "identical_raters": _identical_raters(rows),
             }
             m = accuracy_percent(
                 f"{d}_acceptable",
@@ -136,6 +158,27 @@ class RatingsProbe:
                 f"a tie is not acceptable), of {n_items} items rated by {len(raters)} raters",
                 details,
             )
+            short = [
+                f"{what} (have {have}, need {need})"
+                for what, have, need in (
+                    ("items", n_items, args.min_items),
+                    ("raters", len(raters), args.min_raters),
+                )
+                if have < need
+            ]
+            if short and m.ci is not None:
+                m = m.model_copy(
+                    update={
+                        "ci": m.ci.model_copy(
+                            update={
+                                "low": None,
+                                "high": None,
+                                "proportion": {},
+                                "need": "more " + " and more ".join(short),
+                            }
+                        )
+                    }
+                )
             if invalid:
                 m = m.model_copy(update={"invalid_reason": invalid})
             measurements.append(m)

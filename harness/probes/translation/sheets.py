@@ -10,13 +10,20 @@ score up). The column `acceptable` may stand for `score`. Lines starting with `#
 comments; a sheet holding a line `# EXAMPLE` is an example (the shipped one is), whose
 figures can never decide a verdict. Every refusal names the file, the line and the field:
 not UTF-8, a missing column, an empty field, an unknown dimension, a score that is not an
-integer of the scale (NaN, 2.5, 6), the same rater rating the same item and dimension twice.
+integer of the scale (NaN, 2.5, 6), the same rater rating the same item and dimension twice,
+two spellings of one rater or item name.
+
+Rater and item names are normalised (`normal_name`: NFKC, case folded, format characters such
+as U+200B and U+FEFF removed, spaces collapsed) so that `alice`, `ALICE` and `alice\u200b`
+are one rater; a sheet that spells one name two ways is refused (it would count one rater
+as several). Look-alike letters of other scripts (Cyrillic `а`) are not folded.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -42,6 +49,14 @@ class SheetRating:
 class Sheet:
     ratings: tuple[SheetRating, ...]
     example: bool  # the sheet says it is an example
+
+
+def normal_name(name: str) -> str:
+    """A rater or item name as compared: NFKC, case folded, format characters (U+200B,
+    U+FEFF, ...) removed, runs of white space as one space."""
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    kept = "".join(ch for ch in folded if unicodedata.category(ch) != "Cf")
+    return " ".join(kept.split())
 
 
 def parse_sheet(data: bytes, source: str | Path, scale: Scale) -> Sheet:
@@ -70,6 +85,7 @@ def parse_sheet(data: bytes, source: str | Path, scale: Scale) -> Sheet:
     allowed = SCALES[scale]
     ratings: list[SheetRating] = []
     seen: dict[tuple[str, str, str], int] = {}
+    spellings: dict[tuple[str, str], tuple[str, int]] = {}  # (field, normal) -> (raw, line)
     for line_no, line in numbered[1:]:
         row = next(csv.reader(io.StringIO(line)))
         values: dict[str, str] = {}
@@ -96,7 +112,22 @@ def parse_sheet(data: bytes, source: str | Path, scale: Scale) -> Sheet:
                 f"line {line_no}: score",
                 f"{raw!r} is not one of {', '.join(map(str, allowed))} (scale {scale})",
             )
-        key = (values["rater"], values["item"], dimension)
+        names: dict[str, str] = {}
+        for field in ("rater", "item"):
+            raw_name = values[field]
+            normal = normal_name(raw_name)
+            if not normal:
+                raise BadInput(source, f"line {line_no}: {field}", "empty once normalised")
+            first = spellings.setdefault((field, normal), (raw_name, line_no))
+            if first[0] != raw_name:
+                raise BadInput(
+                    source,
+                    f"line {line_no}: {field}",
+                    f"{raw_name!r} is {first[0]!r} (line {first[1]}) written another way "
+                    "(case, width or invisible characters): one name, one spelling",
+                )
+            names[field] = normal
+        key = (names["rater"], names["item"], dimension)
         if key in seen:
             raise BadInput(
                 source,

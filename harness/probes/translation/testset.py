@@ -9,7 +9,7 @@ are BCP-47 codes; the language pair is "src-tgt" and `tgt` chooses the tokenizer
 lines are skipped. Every refusal names the file, the line and the field: a line that is
 not JSON or not an object, a missing or non-string field, an empty source or reference,
 a duplicate id, text that is not UTF-8, a source with a line break (a batch SUT gets one
-line per segment)."""
+line per segment), a private-use (`x-`) language subtag."""
 
 from __future__ import annotations
 
@@ -48,12 +48,26 @@ def _text(path: Path, line_no: int, record: dict[str, object], name: str) -> str
     return value
 
 
+def canonical_language(code: str) -> str:
+    """The language a BCP-47 code names, for counting pairs: ISO 639-2/3 folded to 639-1
+    where there is one, script, region and variants dropped, `zh` as `cmn` (`eng`, `en-US`
+    -> `en`; `zh-CN`, `zho`, `cmn-Hans` -> `cmn`; `yue`, `zh-yue` -> `yue`)."""
+    from harness.scoring.speech_text import variety
+
+    return variety(code)
+
+
 def read_testset(path: Path) -> list[Segment]:
     """The segments of a test-set file, in file order (BadInput on any bad line)."""
     try:
         raw = path.read_bytes()
     except OSError as error:
         raise BadInput(path, None, f"cannot read: {error.strerror or error}") from None
+    return parse_testset(raw, path)
+
+
+def parse_testset(raw: bytes, path: Path) -> list[Segment]:
+    """The segments of a test set's bytes, in file order (BadInput naming `path`)."""
     segments: list[Segment] = []
     seen: dict[str, int] = {}
     for line_no, line in enumerate(raw.split(b"\n"), start=1):
@@ -99,6 +113,12 @@ def read_testset(path: Path) -> list[Segment]:
             code = _text(path, line_no, record, name)
             if not LANG_CODE.match(code):
                 raise BadInput(path, f"line {line_no}: {name}", f"not a BCP-47 code: {code!r}")
+            if "x" in code.lower().split("-"):
+                raise BadInput(
+                    path,
+                    f"line {line_no}: {name}",
+                    f"private-use subtag (x-) in {code!r}: a pair is named by its languages",
+                )
             langs.append(code)
         segments.append(Segment(ident, source, references, langs[0], langs[1]))
     if not segments:
