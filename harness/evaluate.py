@@ -86,6 +86,7 @@ def evaluate(evidence_dir: Path) -> Evaluation:
         hardware = load_hardware(reader.path(HARDWARE_FILE))
 
     outcomes: list[TaskOutcome] = []
+    replayed_tasks: dict[str, str] = {}  # task id -> the replaying adapter
     measurements: list[Measurement] = []
     unmeasured: list[Unmeasured] = []
     for task in loaded.tasks:
@@ -96,7 +97,10 @@ def evaluate(evidence_dir: Path) -> Evaluation:
         except ValidationError as error:
             raise bad_input_from(reader.path(outcome_name), error) from None
         outcomes.append(outcome)
-        ctx = ScoreContext(task.id, task.args, loaded.suite.confidence, hardware, sut, run["quick"])
+        task_sut = submission.sut_for(task.id) if submission is not None else sut
+        ctx = ScoreContext(
+            task.id, task.args, loaded.suite.confidence, hardware, task_sut, run["quick"]
+        )
         try:
             result = task.probe.score(EvidenceReader(evidence_dir / task_dir), ctx)  # type: ignore[attr-defined]
         except (OSError, KeyError, ValueError, TypeError) as error:
@@ -111,18 +115,21 @@ def evaluate(evidence_dir: Path) -> Evaluation:
             m.model_copy(update={"id": f"{task.id}.{m.id}"}) for m in result.measurements
         ]
         unmeasured += [u.model_copy(update={"id": f"{task.id}.{u.id}"}) for u in result.unmeasured]
-        if precomputed(sut) and not getattr(task.probe, "reads_sut_outputs", False):
+        replayed = precomputed(task_sut)
+        if replayed and not getattr(task.probe, "reads_sut_outputs", False):
             reason = (
-                f"pre-computed outputs (sut.adapter: {sut.adapter}): task {task.id} "
+                f"pre-computed outputs (sut.adapter: {task_sut.adapter}): task {task.id} "
                 f"({task.probe_name}) measures this machine and the harness's reference stack, "
                 "not the system whose outputs were supplied"
             )
             unmeasured += [Unmeasured(id=m.id, reason=reason) for m in task_measurements]
             task_measurements = []
+        if replayed:
+            replayed_tasks[task.id] = task_sut.adapter
+            task_measurements, unmeasured = _without_driven_figures(
+                task_measurements, unmeasured, task_sut.adapter
+            )
         measurements += task_measurements
-
-    if precomputed(sut):
-        measurements, unmeasured = _without_driven_figures(measurements, unmeasured, sut.adapter)
 
     by_id = {m.id: m for m in measurements}
     missing = {u.id: u for u in unmeasured}
@@ -137,8 +144,14 @@ def evaluate(evidence_dir: Path) -> Evaluation:
         )
         for ind in loaded.suite.indicators
     ]
-    if precomputed(sut):
-        verdicts = [_no_pass_from_supplied_outputs(v, sut.adapter) for v in verdicts]
+    if replayed_tasks:
+        task_of = {ind.id: ind.metric.split(".", 1)[0] for ind in loaded.suite.indicators}
+        verdicts = [
+            _no_pass_from_supplied_outputs(v, replayed_tasks[task_of[v.indicator]])
+            if task_of[v.indicator] in replayed_tasks
+            else v
+            for v in verdicts
+        ]
     return Evaluation(outcomes, measurements, unmeasured, verdicts)
 
 

@@ -90,6 +90,11 @@ def submission_section(reader: EvidenceReader) -> dict[str, Any]:
         "applicant": sub.applicant,
         "product": sub.product,
         "sut": sub.sut.model_dump(),
+        **(
+            {"task_suts": {k: v.model_dump() for k, v in sorted(sub.task_suts.items())}}
+            if sub.task_suts
+            else {}
+        ),
         "declared": {k: v.model_dump() for k, v in sub.declared.items()},
     }
 
@@ -109,11 +114,19 @@ def hardware_section(reader: EvidenceReader) -> dict[str, Any] | None:
 
 def trust_section(reader: EvidenceReader) -> dict[str, Any]:
     sut = sut_of(reader)
+    submission = submission_of(reader)
+    replayed = [
+        f"task_suts.{task}.adapter: {spec.adapter}"
+        for task, spec in sorted((submission.task_suts if submission else {}).items())
+        if precomputed(spec)
+    ]
     if precomputed(sut):
+        replayed.insert(0, f"sut.adapter: {sut.adapter}")
+    if replayed:
         return {
             "precomputed_outputs": True,
-            "note": f"LOWER TRUST: pre-computed outputs supplied by the applicant (sut.adapter: "
-            f"{sut.adapter}); the harness did not drive the system, so no latency, "
+            "note": f"LOWER TRUST: pre-computed outputs supplied by the applicant "
+            f"({'; '.join(replayed)}); the harness did not drive the system, so no latency, "
             "throughput, power or energy figure is reported, nor any figure of a task that "
             "measures this machine instead of reading the outputs; accuracy-type figures of "
             "the tasks that read them are computed from the supplied outputs and none of "

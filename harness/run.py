@@ -295,7 +295,7 @@ def _execute_into(
         ctx = CollectContext(
             task_id=task.id,
             args=task.args,
-            sut=p.submission.submission.sut,
+            sut=p.submission.submission.sut_for(task.id),
             device=p.device,
             seed=p.request.seed,
             quick=p.request.quick,

@@ -116,7 +116,15 @@ class Submission(Strict):
     product: str
     suite: str
     sut: SutSpec = Field(default_factory=SutSpec)
+    # a SUT block per suite task id, in place of `sut` for that task (a speech product whose
+    # recogniser, wake engine and intent classifier answer through different programs)
+    task_suts: dict[str, SutSpec] = Field(default_factory=dict)
     declared: dict[str, Declared] = Field(default_factory=dict)
+
+    def sut_for(self, task_id: str) -> SutSpec:
+        """The SUT block that answers task `task_id`."""
+        return self.task_suts.get(task_id, self.sut)
+
     hardware: str | None = None
     instruments: list[InstrumentSpec] = Field(default_factory=list)
 

@@ -52,23 +52,17 @@ def load(path: Path | None, suite: Suite) -> LoadedSubmission:
             )
         if declared.target is None and declared.current is None:
             raise BadInput(source, f"declared.{name}", "give at least one of current, target")
-    adapter_cls = registry.adapters.get(submission.sut.adapter)
-    if adapter_cls is None:
-        raise BadInput(
-            source,
-            "sut.adapter",
-            f"unknown adapter {submission.sut.adapter!r}; "
-            f"known: {', '.join(registry.adapters.names())}",
-        )
-    try:
-        adapter_args = adapter_cls.Args.model_validate(submission.sut.model_dump())
-    except ValidationError as error:
-        raise bad_input_from(source, error, prefix="sut") from None
-    adapter = adapter_cls()
     base_dir = path.parent if path is not None else None
-    check = getattr(adapter, "check", None)
-    if callable(check):  # what can be known before the run: files, providers, modules
-        check(adapter_args, base_dir, source)
+    adapter, adapter_args = _checked_adapter(submission.sut, "sut", source, base_dir)
+    task_ids = [task.id for task in suite.tasks]
+    for task_id, spec in submission.task_suts.items():
+        if task_id not in task_ids:
+            raise BadInput(
+                source,
+                f"task_suts.{task_id}",
+                f"unknown task; {suite.id} has: {', '.join(task_ids)}",
+            )
+        _checked_adapter(spec, f"task_suts.{task_id}", source, base_dir)
     instrument_specs = instruments.parse(
         submission.instruments, source, path.parent if path is not None else None
     )
@@ -81,3 +75,26 @@ def load(path: Path | None, suite: Suite) -> LoadedSubmission:
     return LoadedSubmission(
         path, submission, adapter, adapter_args, hardware_path, instrument_specs
     )
+
+
+def _checked_adapter(
+    spec: SutSpec, where: str, source: str | Path, base_dir: Path | None
+) -> tuple[Any, Any]:
+    """The adapter a SUT block names and its validated args, checked as far as can be known
+    before the run (files, providers, modules); BadInput naming `where` otherwise."""
+    adapter_cls = registry.adapters.get(spec.adapter)
+    if adapter_cls is None:
+        raise BadInput(
+            source,
+            f"{where}.adapter",
+            f"unknown adapter {spec.adapter!r}; known: {', '.join(registry.adapters.names())}",
+        )
+    try:
+        adapter_args = adapter_cls.Args.model_validate(spec.model_dump())
+    except ValidationError as error:
+        raise bad_input_from(source, error, prefix=where) from None
+    adapter = adapter_cls()
+    check = getattr(adapter, "check", None)
+    if callable(check):
+        check(adapter_args, base_dir, source)
+    return adapter, adapter_args
