@@ -22,8 +22,10 @@ def accuracy_percent(
     confidence: float,
     method: str,
     details: dict[str, Any],
+    counted: str = "answered right",
 ) -> Measurement:
-    """right / n in %, with one-sided Clopper-Pearson bounds on the proportion."""
+    """right / n in %, with one-sided Clopper-Pearson bounds on the proportion; `counted`
+    says what `right` counts (a miss rate passes "missed")."""
     bounds = clopper_pearson(right, n, confidence)
     return Measurement(
         id=metric_id,
@@ -35,7 +37,7 @@ def accuracy_percent(
             low=100.0 * bounds.lower,
             high=100.0 * bounds.upper,
             confidence=confidence,
-            method="exact one-sided Clopper-Pearson bounds on the proportion answered right",
+            method=f"exact one-sided Clopper-Pearson bounds on the proportion {counted}",
             proportion={
                 "low": ProportionBound(count=right, n=n, side="lower"),
                 "high": ProportionBound(count=right, n=n, side="upper"),

@@ -16,10 +16,29 @@ from __future__ import annotations
 
 import math
 import statistics
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+# Cyrillic and Greek letters that look like Latin ones (after case folding)
+_LOOKALIKE = str.maketrans(
+    "аеорсухіјѕԁһԛԝαεικνορτυχ", "aeopcyxijsdhqwaeikvoptux"
+)  # fmt: skip
+
+
+def name_key(name: str, lookalikes: bool = True) -> str:
+    """The form two rater or item names are compared in: NFKC, case-folded, format
+    characters (category Cf: zero-width space, BOM, bidi marks) removed, spaces collapsed,
+    and with `lookalikes` Cyrillic and Greek letters that look Latin folded to Latin. A sheet
+    that spells one name two ways would count one rater as several."""
+    text = unicodedata.normalize("NFKC", name).casefold()
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    if lookalikes:
+        text = text.translate(_LOOKALIKE)
+    return " ".join(text.split())
+
 
 ACR_SCALE = (1, 2, 3, 4, 5)  # bad, poor, fair, good, excellent
 

@@ -33,7 +33,6 @@ import csv
 import hashlib
 import io
 import random
-import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -48,6 +47,7 @@ from harness.schema import Interval, Measurement
 from harness.scoring.ratings import (
     Rating,
     mos_interval,
+    name_key,
     per_rater,
     variance_components,
 )
@@ -58,19 +58,6 @@ COLUMNS = ("rater", "item", "score")
 EXAMPLE_REASON = "example sheet shipped with the harness, not ratings of the submitted system"
 SHEET = "ratings.csv"
 EXAMPLE_SHA256 = "3535cd12e738d61f7fedf48d50823888754c5539f720914a7236b85dd154db3a"
-# Cyrillic and Greek letters that look like Latin ones (after case folding)
-_LOOKALIKE = str.maketrans(
-    "аеорсухіјѕԁһԛԝαεικνορτυχ", "aeopcyxijsdhqwaeikvoptux"
-)  # fmt: skip
-
-
-def name_key(name: str) -> str:
-    """The form two names are compared in: NFKC, case-folded, format characters (category
-    Cf: zero-width space, BOM, bidi marks) removed, look-alike letters folded to Latin,
-    spaces collapsed."""
-    text = unicodedata.normalize("NFKC", name).casefold()
-    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
-    return " ".join(text.translate(_LOOKALIKE).split())
 
 
 def export_rating_sheet(items: Sequence[str], raters: Sequence[str], seed: int) -> str:

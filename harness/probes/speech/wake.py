@@ -90,9 +90,11 @@ from harness.probes.speech.records import (
     unique,
 )
 from harness.refengines import wake as engines
+from harness.refengines.asr import AudioError, pcm16k
 from harness.registry import probes
-from harness.schema import Interval, Measurement, ProportionBound, Unmeasured
-from harness.stats import clopper_pearson, exposure_needed, poisson_rate_bounds
+from harness.schema import Interval, Measurement, Unmeasured
+from harness.scoring.accuracy import accuracy_percent
+from harness.stats import exposure_needed, poisson_rate_bounds
 from harness.suites import dev_dataset
 
 SUITE_ID = "d08-speech-interaction"
@@ -408,30 +410,12 @@ def _run(argv: list[str], stdin: bytes | None = None) -> bytes:
 
 
 def pcm_of(path: Path) -> bytes:
-    """16 kHz mono s16 PCM of any file sox reads (read directly when it is that already)."""
+    """16 kHz mono s16 PCM of any file sox reads (`harness.refengines.asr.pcm16k`: read
+    directly when it is that already); RuntimeError naming the file otherwise."""
     try:
-        return engines.read_pcm(path)
-    except engines.WakeAudioError:
-        pass
-    return _run(
-        [
-            "sox",
-            "-R",  # repeatable dither: the same file always gives the same PCM
-            str(path),
-            "-t",
-            "raw",
-            "-r",
-            str(RATE),
-            "-c",
-            "1",
-            "-b",
-            "16",
-            "-e",
-            "signed-integer",
-            "-L",
-            "-",
-        ]
-    )
+        return pcm16k(path)
+    except AudioError as error:
+        raise RuntimeError(str(error)) from error
 
 
 def sox_noise(kind: str, seconds: float, volume: float) -> bytes:
@@ -1207,7 +1191,6 @@ class WakeProbe:
             tally = per_voice.setdefault(c.get("voice", "lab"), [0, 0])
             tally[0] += hit
             tally[1] += 1
-        b = clopper_pearson(misses, n, confidence)
         what = (
             f"dev: the wake phrase synthesised and mixed into pink noise at {args.snr_db:g} dB SNR"
             if data["positives"]["dev_set"]
@@ -1218,22 +1201,12 @@ class WakeProbe:
             " -- it did not detect any of them" if woke == 0 else ""
         )
         window = float(data["detect_window_s"])
-        return Measurement(
-            id="miss_rate",
-            value=100.0 * misses / n,
-            unit="%",
-            n=n,
-            repeats=1,
-            ci=Interval(
-                low=100.0 * b.lower,
-                high=100.0 * b.upper,
-                confidence=confidence,
-                method="exact one-sided Clopper-Pearson bounds on the proportion missed",
-                proportion={
-                    "low": ProportionBound(count=misses, n=n, side="lower"),
-                    "high": ProportionBound(count=misses, n=n, side="upper"),
-                },
-            ),
+        return accuracy_percent(
+            "miss_rate",
+            misses,
+            n,
+            confidence,
+            counted="missed",
             method=(
                 f"positive clips ({what}) embedded in the stream at seeded offsets with no "
                 f"wake-up of {engine} between the phrase's onset and {window:g} s after its "

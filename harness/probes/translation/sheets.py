@@ -13,22 +13,23 @@ not UTF-8, a missing column, an empty field, an unknown dimension, a score that 
 integer of the scale (NaN, 2.5, 6), the same rater rating the same item and dimension twice,
 two spellings of one rater or item name.
 
-Rater and item names are normalised (`normal_name`: NFKC, case folded, format characters such
-as U+200B and U+FEFF removed, spaces collapsed) so that `alice`, `ALICE` and `alice\u200b`
-are one rater; a sheet that spells one name two ways is refused (it would count one rater
-as several). Look-alike letters of other scripts (Cyrillic `а`) are not folded.
+Rater and item names are normalised (`harness.scoring.ratings.name_key`: NFKC, case folded,
+format characters such as U+200B and U+FEFF removed, spaces collapsed; `lookalikes=False`)
+so that `alice`, `ALICE` and `alice\u200b` are one rater; a sheet that spells one name two
+ways is refused (it would count one rater as several). Look-alike letters of other scripts
+(Cyrillic `а`) are not folded: such a rater is flagged by identical scores instead.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from harness.errors import BadInput
+from harness.scoring.ratings import name_key
 
 DIMENSIONS = ("faithfulness", "fluency")
 Scale = Literal["binary", "likert5"]
@@ -49,14 +50,6 @@ class SheetRating:
 class Sheet:
     ratings: tuple[SheetRating, ...]
     example: bool  # the sheet says it is an example
-
-
-def normal_name(name: str) -> str:
-    """A rater or item name as compared: NFKC, case folded, format characters (U+200B,
-    U+FEFF, ...) removed, runs of white space as one space."""
-    folded = unicodedata.normalize("NFKC", name).casefold()
-    kept = "".join(ch for ch in folded if unicodedata.category(ch) != "Cf")
-    return " ".join(kept.split())
 
 
 def parse_sheet(data: bytes, source: str | Path, scale: Scale) -> Sheet:
@@ -115,7 +108,7 @@ def parse_sheet(data: bytes, source: str | Path, scale: Scale) -> Sheet:
         names: dict[str, str] = {}
         for field in ("rater", "item"):
             raw_name = values[field]
-            normal = normal_name(raw_name)
+            normal = name_key(raw_name, lookalikes=False)
             if not normal:
                 raise BadInput(source, f"line {line_no}: {field}", "empty once normalised")
             first = spellings.setdefault((field, normal), (raw_name, line_no))
