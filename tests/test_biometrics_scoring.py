@@ -16,10 +16,23 @@ from harness.scoring.biometrics import (
 )
 
 
-def test_the_curve_matches_sklearn_roc_curve_at_its_thresholds() -> None:
+@pytest.mark.parametrize(
+    ("decimals", "genuines", "impostors"),
+    [
+        (2, 400, 900),  # rounded: ties on purpose, few distinct scores (the searchsorted path)
+        (None, 400, 900),  # every score distinct (the merge path), fewer genuine scores
+        (None, 900, 400),  # ... fewer impostor scores
+        (3, 700, 700),  # ties within and between the sets, many distinct scores
+    ],
+)
+def test_the_curve_matches_sklearn_roc_curve_at_its_thresholds(
+    decimals: int | None, genuines: int, impostors: int
+) -> None:
     rng = np.random.default_rng(3)
-    genuine = np.round(rng.normal(0.7, 0.1, 400), 2)  # rounded: ties on purpose
-    impostor = np.round(rng.normal(0.4, 0.1, 900), 2)
+    genuine = rng.normal(0.7, 0.1, genuines)
+    impostor = rng.normal(0.4, 0.1, impostors)
+    if decimals is not None:
+        genuine, impostor = np.round(genuine, decimals), np.round(impostor, decimals)
     curve = error_curve(genuine, impostor)
     labels = np.r_[np.ones(genuine.size), np.zeros(impostor.size)]
     fpr, tpr, thresholds = roc_curve(labels, np.r_[genuine, impostor], drop_intermediate=False)
@@ -28,6 +41,8 @@ def test_the_curve_matches_sklearn_roc_curve_at_its_thresholds() -> None:
         assert curve.thresholds[k] == th
         assert curve.fmr[k] == pytest.approx(f, abs=1e-15)  # sklearn: score >= threshold
         assert 1 - curve.fnmr[k] == pytest.approx(t, abs=1e-15)
+    # every distinct score is a threshold, once, ascending
+    assert np.array_equal(curve.thresholds, np.unique(np.r_[genuine, impostor]))
 
 
 def test_counts_at_a_threshold_by_hand() -> None:
