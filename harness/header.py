@@ -96,6 +96,7 @@ def submission_section(reader: EvidenceReader) -> dict[str, Any]:
             else {}
         ),
         "declared": {k: v.model_dump() for k, v in sub.declared.items()},
+        **({"thresholds": dict(sorted(sub.thresholds.items()))} if sub.thresholds else {}),
     }
 
 

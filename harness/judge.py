@@ -89,6 +89,11 @@ def samples_need(op: Op, target: float, ci: Interval, unit: str, indicator_unit:
             f"at the observed rate ({form.count} of {form.n}) no number of samples would "
             f"bring the bound past {target:g}"
         )
+    if form.noun:
+        return (
+            f"need {needed - form.n} more {form.noun}: about {needed} in all at the observed "
+            f"rate ({form.count} of {form.n}), have {form.n}"
+        )
     return (
         f"more samples are needed: about {needed} at the observed rate ({form.count} of "
         f"{form.n}), have {form.n}"

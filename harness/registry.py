@@ -22,6 +22,8 @@ _BUILTIN_MODULES = {
         "harness.probes.toolchain",
         "harness.probes.speech",
         "harness.probes.translation",
+        "harness.probes.biometrics",
+        "harness.probes.inspection",
     ],
     "harness.adapters": [
         "harness.adapters.local",

@@ -209,6 +209,7 @@ def run_facts(p: Mapping[str, Any]) -> Facts:
             ("Finished (UTC)", text(run.get("finished_utc"))),
             ("Seed", num(run.get("seed"))),
             ("Quick run", num(bool(run.get("quick")))),
+            ("Datasets (--dataset)", _datasets_fact(run.get("datasets"))),
             (
                 "Harness",
                 f"{text(harness.get('version'))} (git {text(harness.get('git_revision'))}, "
@@ -265,9 +266,19 @@ def verdict_section(verdicts: list[Any]) -> list[Block]:
     ]
 
 
-def interval(ci: Any) -> str:
+def _datasets_fact(datasets: Any) -> str:
+    """NAME=PATH of every set the run was given (each task's evidence holds its sha256), or
+    that the tasks ran on the harness's own dev data."""
+    if not isinstance(datasets, dict) or not datasets:
+        return "none given (tasks that read a set used the harness's own dev data)"
+    return "; ".join(f"{text(k)}={text(v)}" for k, v in sorted(datasets.items()))
+
+
+def interval(ci: Any, exact: Any = None) -> str:
+    """The figure's bounds; without any, "exact" only where the probe said why (an exact
+    count, a deterministic ratio), else "no bound"."""
     if not isinstance(ci, dict):
-        return "exact"
+        return f"exact: {exact}" if exact else "no bound"
     low, high = ci.get("low"), ci.get("high")
     cell = f"[{num(low)}, {num(high)}] at {pct(ci.get('confidence'))}"
     if (low is None or high is None) and ci.get("need"):
@@ -279,7 +290,7 @@ def measurement_row(m: Mapping[str, Any]) -> tuple[str, ...]:
     return (
         text(m.get("id")),
         qty(m.get("value"), m.get("unit")),
-        interval(m.get("ci")),
+        interval(m.get("ci"), m.get("exact") or ("a count" if m.get("unit") == "count" else "")),
         num(m.get("n")),
         num(m.get("repeats")),
         text(m.get("method")),

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import platformdirs
+
 from harness import (
     __version__,
     environment,
@@ -24,6 +26,7 @@ from harness import (
     instruments,
     jsonio,
     report,
+    sandbox,
     signing,
     suite_manifest,
 )
@@ -175,6 +178,14 @@ def plan(request: RunRequest, env: dict[str, Any]) -> Plan:
         check = getattr(task.probe, "check_datasets", None)
         if callable(check):
             check(task.args, resolved)
+        # and one that reads what a SUT block names (a score file) refuses it now too
+        check_sut = getattr(task.probe, "check_sut", None)
+        if callable(check_sut):
+            check_sut(
+                task.args,
+                submission.submission.sut_for(task.id),
+                request.submission.parent if request.submission else None,
+            )
     # The device local probes (GEMM, power) run on: the local adapter resolves it; an adapter
     # that drives something else runs them on this machine's CPU.
     resolve = getattr(submission.adapter, "resolve_device", None)
@@ -286,6 +297,19 @@ def _execute_into(
     if p.request.lab_instruments is not None:
         root.write_bytes(LAB_INSTRUMENTS_FILE, p.request.lab_instruments.read_bytes())
     root.write_json(ENVIRONMENT_FILE, env)
+    # SUT programs started from now on cannot see the lab's sets, this run's folder, the
+    # signing key or the harness's configuration (harness.sandbox, when bwrap is installed)
+    sandbox.reset()
+    sandbox.hide(
+        [
+            *p.request.datasets.values(),
+            run_dir,
+            *([p.out] if p.out.exists() else []),
+            *([p.request.key] if p.request.key else []),
+            Path(platformdirs.user_config_dir("harness")),
+            *([p.request.lab_instruments] if p.request.lab_instruments else []),
+        ]
+    )
 
     total = sum(t.probe.estimated_steps(t.args, p.request.quick) for t in p.suite.tasks)  # type: ignore[attr-defined]
     step: Callable[[str], None] = progress(total) if progress else (lambda _m: None)
@@ -305,6 +329,7 @@ def _execute_into(
             sut_base_dir=p.submission.path.parent if p.submission.path else None,
             hardware=hardware.load(p.hardware_path) if p.hardware_path else None,
             datasets={k: v.resolve() for k, v in p.request.datasets.items()},
+            declared_threshold=p.submission.submission.thresholds.get(task.id),
         )
         status: Literal["ok", "partial", "failed"]
         task_started = time.monotonic()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from harness.units import UNITS
 
@@ -51,6 +51,10 @@ class Indicator(Strict):
     unit: str
     source: str
     pending: str | None = None  # why no probe measures this yet: reported as NOT_MEASURED
+    # indicators measured at the same operating point (FAR and FRR at one threshold, a miss
+    # rate and a false-alarm rate): a PASS here while one of them FAILs is INCONCLUSIVE, so
+    # a threshold cannot buy this figure with that one
+    trades_off_with: list[str] = Field(default_factory=list)
 
     _check_target = field_validator("target")(_finite)
 
@@ -78,6 +82,18 @@ class Suite(Strict):
     datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
     tasks: list[Task]
     indicators: list[Indicator]
+
+    @model_validator(mode="after")
+    def _known_partners(self) -> Suite:
+        ids = {ind.id for ind in self.indicators}
+        for ind in self.indicators:
+            for other in ind.trades_off_with:
+                if other not in ids or other == ind.id:
+                    raise ValueError(
+                        f"indicator {ind.id}: trades_off_with names {other!r}, not another "
+                        "indicator of this suite"
+                    )
+        return self
 
 
 # ---------------------------------------------------------------- submissions
@@ -120,6 +136,28 @@ class Submission(Strict):
     # recogniser, wake engine and intent classifier answer through different programs)
     task_suts: dict[str, SutSpec] = Field(default_factory=dict)
     declared: dict[str, Declared] = Field(default_factory=dict)
+    # the operating threshold the product ships with, per suite task id (biometric
+    # verification and attack detection): a comparison or presentation is accepted at a
+    # score >= it; without one the task chooses a threshold on the test set and says so
+    thresholds: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("thresholds", mode="before")
+    @classmethod
+    def _numeric_thresholds(cls, value: Any) -> Any:
+        # a number as YAML writes one: not a string, not a boolean
+        if isinstance(value, dict):
+            for task_id, threshold in value.items():
+                if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+                    raise ValueError(f"{task_id}: expected a number, got {threshold!r}")
+        return value
+
+    @field_validator("thresholds")
+    @classmethod
+    def _finite_thresholds(cls, value: dict[str, float]) -> dict[str, float]:
+        for task_id, threshold in value.items():
+            if not math.isfinite(threshold):
+                raise ValueError(f"{task_id}: must be a finite number")
+        return value
 
     def sut_for(self, task_id: str) -> SutSpec:
         """The SUT block that answers task `task_id`."""
@@ -189,6 +227,9 @@ class ProportionBound(Strict):
     side: Literal["lower", "upper"]
     scale: float = 100.0
     negate: bool = False
+    # what the n counts ("impostor comparisons", "attacks of species mask"): the verdict then
+    # says "need N more <noun>"
+    noun: str = ""
 
 
 class Interval(Strict):

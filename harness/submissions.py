@@ -63,6 +63,21 @@ def load(path: Path | None, suite: Suite) -> LoadedSubmission:
                 f"unknown task; {suite.id} has: {', '.join(task_ids)}",
             )
         _checked_adapter(spec, f"task_suts.{task_id}", source, base_dir)
+    takes = [t.id for t in suite.tasks if _takes_threshold(t.probe)]
+    for task_id in submission.thresholds:
+        if task_id not in task_ids:
+            raise BadInput(
+                source,
+                f"thresholds.{task_id}",
+                f"unknown task; {suite.id} has: {', '.join(task_ids)}",
+            )
+        if task_id not in takes:
+            raise BadInput(
+                source,
+                f"thresholds.{task_id}",
+                "this task takes no operating threshold; tasks that do: "
+                f"{', '.join(takes) or 'none'}",
+            )
     instrument_specs = instruments.parse(
         submission.instruments, source, path.parent if path is not None else None
     )
@@ -75,6 +90,12 @@ def load(path: Path | None, suite: Suite) -> LoadedSubmission:
     return LoadedSubmission(
         path, submission, adapter, adapter_args, hardware_path, instrument_specs
     )
+
+
+def _takes_threshold(probe_name: str) -> bool:
+    """Whether a probe reads a declared operating threshold (`takes_threshold`)."""
+    probe = registry.probes.get(probe_name)
+    return bool(getattr(probe, "takes_threshold", False))
 
 
 def _checked_adapter(

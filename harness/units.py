@@ -44,6 +44,10 @@ _UNITS = [
     Unit("samples/s", "sample_rate", 1.0),
     Unit("queries/s", "sample_rate", 1.0),
     Unit("tokens/s", "token_rate", 1.0),
+    Unit("images/s", "sample_rate", 1.0),
+    Unit("m", "length", 1.0),
+    Unit("mm", "length", 1e-3),
+    Unit("um", "length", 1e-6),
 ]
 UNITS: dict[str, Unit] = {u.name: u for u in _UNITS}
 

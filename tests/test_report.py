@@ -248,7 +248,7 @@ def test_verdict_row_formatting_and_flags() -> None:
 def test_intervals() -> None:
     md = report.render_markdown(statement())
     assert "[0.195, 0.1996] at 95%" in md_row(md, "gemm.fp32.throughput")
-    assert "| exact |" in md_row(md, "gemm.verified_precisions")
+    assert "| exact: a count |" in md_row(md, "gemm.verified_precisions")
     assert "[-, -] at 95%; need: at least 59 repeats" in md_row(md, "latency.p99")
 
 

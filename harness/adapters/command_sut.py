@@ -56,6 +56,7 @@ from typing import IO, Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from harness import sandbox
 from harness.adapters._support import (
     UnsupportedInput,
     crashed,
@@ -197,6 +198,8 @@ class _Base:
         self.cwd = working_dir(args, base_dir)
         self.program = find_program(args, self.cwd)
         self.env = environment(args)
+        # what harness.sandbox does for its processes (the masks as they stand now)
+        self.sandbox = sandbox.wrap([self.program], Path(self.cwd) if self.cwd else Path.cwd())[1]
 
     def _argv(self, replacement: str | None = None) -> list[str]:
         rest = self.args.argv[1:]
@@ -205,6 +208,7 @@ class _Base:
         return [self.program, *rest]
 
     def _popen(self, argv: list[str], stdin: int) -> subprocess.Popen[bytes]:
+        argv, self.sandbox = sandbox.wrap(argv, Path(self.cwd) if self.cwd else Path.cwd())
         return subprocess.Popen(
             argv,
             stdin=stdin,
@@ -225,6 +229,7 @@ class _Base:
             "cwd": str(self.cwd) if self.cwd is not None else os.getcwd(),
             "env_added": sorted(self.args.env or {}),
             "timeout_s": self.args.timeout_s,
+            "sandbox": self.sandbox,
         }
 
 

@@ -5,15 +5,21 @@
       path: outputs.jsonl   # relative to the submission file
 
 Each non-blank line of the file is a JSON object `{"index": i, "output": ...}` (other keys
-are ignored). `run()` answers each sample with the output recorded for its index, or the
-error "no pre-computed output for sample i". Nothing is driven or timed: every latency_s is
-0.0, and `describe()` says that this evidence deserves lower trust. The adapter cannot tell
-a dry run from a real one; `dry_run_only` tells the caller to allow it only in dry runs.
+are ignored). A file whose name ends in `.csv` is a table instead (UTF-8, a header row of
+unique non-empty column names): data row i (0-based) is the output of sample i, as a
+`{column: text}` dict; a probe that reads such tables (the verification scores of D07,
+`probe_id,reference_id,genuine,score`) checks the columns. `run()` answers each sample with
+the output recorded for its index, or the error "no pre-computed output for sample i".
+Nothing is driven or timed: every latency_s is 0.0, and `describe()` says that this evidence
+deserves lower trust. The adapter cannot tell a dry run from a real one; `dry_run_only`
+tells the caller to allow it only in dry runs.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,6 +66,9 @@ def read_outputs(
         text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise BadInput(label, "sut.path", f"cannot read {path}: {one_line(error)}") from None
+    if path.suffix.lower() == ".csv":
+        table: dict[int, Any] = dict(csv_outputs(text, label, path))
+        return path, table, hashlib.sha256(raw).hexdigest()
     outputs: dict[int, Any] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -85,6 +94,33 @@ def read_outputs(
     if not outputs:
         raise BadInput(label, "sut.path", f"{path} holds no outputs")
     return path, outputs, hashlib.sha256(raw).hexdigest()
+
+
+def csv_outputs(text: str, label: str | Path, path: Path) -> dict[int, dict[str, str]]:
+    """Data row i -> {column: text}; BadInput naming the line for a ragged row, and for a
+    header with empty or repeated names."""
+    rows = list(csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline="")))
+    numbered = [(n, row) for n, row in enumerate(rows, start=1) if any(c.strip() for c in row)]
+    if not numbered:
+        raise BadInput(label, "sut.path", f"{path} holds no header row")
+    header_line, header = numbered[0]
+    names = [c.strip() for c in header]
+    if any(not n for n in names) or len(set(names)) != len(names):
+        raise BadInput(
+            label, "sut.path", f"{path} line {header_line}: header names must be unique, non-empty"
+        )
+    outputs: dict[int, dict[str, str]] = {}
+    for number, row in numbered[1:]:
+        if len(row) != len(names):
+            raise BadInput(
+                label,
+                "sut.path",
+                f"{path} line {number}: {len(row)} fields, the header has {len(names)}",
+            )
+        outputs[len(outputs)] = dict(zip(names, (c.strip() for c in row), strict=True))
+    if not outputs:
+        raise BadInput(label, "sut.path", f"{path} holds no outputs (a header only)")
+    return outputs
 
 
 class OutputsSession:

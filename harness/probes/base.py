@@ -34,6 +34,8 @@ class CollectContext:
     session: Any = None
     # `--dataset NAME=PATH` of the run (names the suite declares), resolved paths
     datasets: dict[str, Path] = field(default_factory=dict)
+    # the submission's `thresholds:` entry for this task (its operating threshold), if any
+    declared_threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,12 @@ class ScoreContext:
     # run had no submission): a probe can tell from it whether the harness drove the system
     sut: SutSpec = field(default_factory=SutSpec)
     quick: bool = False  # the run was a --quick dry run (from evidence/run.json)
+    # the submission's `thresholds:` entry for this task, from the copy of the submission in
+    # the evidence (what the signed header shows): a probe checks what it recorded against it
+    declared_threshold: float | None = None
+    # the `--dataset` names the run was given (evidence/run.json, shown in the signed header):
+    # a task whose set is not among them ran on the harness's own dev data
+    datasets: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,11 @@ def accuracy_percent(
     method: str,
     details: dict[str, Any],
     counted: str = "answered right",
+    noun: str = "",
 ) -> Measurement:
     """right / n in %, with one-sided Clopper-Pearson bounds on the proportion; `counted`
-    says what `right` counts (a miss rate passes "missed")."""
+    says what `right` counts (a miss rate passes "missed"); `noun` what n counts, for the
+    verdict's "need N more <noun>"."""
     bounds = clopper_pearson(right, n, confidence)
     return Measurement(
         id=metric_id,
@@ -39,8 +41,8 @@ def accuracy_percent(
             confidence=confidence,
             method=f"exact one-sided Clopper-Pearson bounds on the proportion {counted}",
             proportion={
-                "low": ProportionBound(count=right, n=n, side="lower"),
-                "high": ProportionBound(count=right, n=n, side="upper"),
+                "low": ProportionBound(count=right, n=n, side="lower", noun=noun),
+                "high": ProportionBound(count=right, n=n, side="upper", noun=noun),
             },
         ),
         method=method,

@@ -20,6 +20,9 @@ class LoadgenProbe:
     Args: ClassVar[type[BaseModel]] = LoadgenArgs
     # it sends the samples to the submission's SUT adapter and scores what comes back
     reads_sut_outputs: ClassVar[bool] = True
+    # its `local` adapter is the machine the harness runs on (the chip under test running the
+    # reference models), not an engine of the harness's standing in for the product
+    local_is_reference: ClassVar[bool] = False
 
     def metrics(self, args: BaseModel) -> dict[str, str]:
         assert isinstance(args, LoadgenArgs)

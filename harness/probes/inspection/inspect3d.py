@@ -1,0 +1,451 @@
+"""`inspection.inspect3d`: the submitted detector on a labelled set of height maps (3D
+surface scans of parts), the guide's D14 "3D inspection".
+
+collect: the set (`--dataset inspection3d=PATH`, read strictly with every map decoded:
+harness.probes.inspection.heightmaps; else a seeded dev set generated now, see
+harness.refengines.inspection3d); the SUT gets copies of the map files under opaque names in
+a folder of their own (Sample.data = Sample.path = the copy's path: a `.npy` array of mm or
+a 16-bit PNG in the units of the SUT's own scanner) and answers each with JSON
+`{"defective": bool, "defects"?: [{"type"}], "dimensions"?: {"depth_mm"?, "height_mm"?}}`.
+The set goes through the session once. Only once the session is closed do the manifest's
+byte copy (and a dev set's maps), the maps' sha256 and the answers reach the evidence.
+
+score (evidence only; the manifest re-read from its copy):
+- `miss_rate`: defective maps answered good, of the defective maps (exact one-sided
+  Clopper-Pearson bounds; a failed or malformed answer counts as a miss);
+- `false_alarm_rate`: good maps answered defective, of the good maps (a failed or malformed
+  answer counts as an alarm);
+- `recall_<type>` for each of `report_types`: maps holding a defect of that type whose answer
+  names the type, of those maps;
+- `depth_within_tolerance`: (map, dimension) pairs of the set's true `depth_mm` / `height_mm`
+  whose answered value of the same name is within `tolerance_mm` (a missing value counts as
+  outside), with `depth_mae_mm` and `depth_max_error_mm` over the answered ones.
+A figure on the dev set (or a byte copy of its manifest) carries an invalid_reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import statistics
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.adapters.protocol import Sample, SutSession
+from harness.errors import BadInput
+from harness.evidence import EvidenceReader, EvidenceWriter
+from harness.probes.base import CollectContext, ScoreContext, ScoreResult
+from harness.probes.inspection.common import describe
+from harness.probes.inspection.detect import rate
+from harness.probes.inspection.heightmaps import HeightItem, load_map, read_height_manifest
+from harness.probes.inspection.manifest import Answer, parse_answer
+from harness.probes.sessions import answer_all, open_adapter_session, output_records, stage_inputs
+from harness.probes.speech.records import NOT_ANSWERED_REASON, all_unanswered
+from harness.refengines import inspection3d as ref
+from harness.registry import probes
+from harness.schema import Measurement, Unmeasured
+from harness.scoring.accuracy import accuracy_percent
+
+DEFAULT_TYPES = ref.DEFECT_TYPES
+SET_DIR = "set"
+MANIFEST = f"{SET_DIR}/manifest.jsonl"
+DEV_SET_REASON = (
+    "harness dev set (seeded synthetic height maps: a tilted, wavy, noisy surface with drawn "
+    "dents, bumps and scratches, generated at collect time): its labels are public; a "
+    "verdict needs the lab's labelled set via --dataset {name}=PATH"
+)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Dev3D:
+    seed: int
+    good: int
+    defective: int
+
+    def specs(self) -> list[ref.MapSpec]:
+        return ref.plan_set("map", self.seed, self.good, self.defective)
+
+    def manifest(self) -> bytes:
+        """The manifest's bytes (the truth is drawn, no map is rendered with noise)."""
+        return ref.manifest_bytes(self.specs())
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "generator": ref.GENERATOR_VERSION,
+            "seed": self.seed,
+            "good": self.good,
+            "defective": self.defective,
+            "map_px": ref.MAP_PX,
+            "pixel_mm": ref.PIXEL_MM,
+            "noise_mm": ref.NOISE_MM,
+        }
+
+
+class Inspect3dArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    dataset: str = "inspection3d"
+    # the defect types a set may name (empty: any lower-case name); others are refused
+    defect_types: list[str] = Field(default_factory=lambda: list(DEFAULT_TYPES))
+    report_types: list[str] = Field(default_factory=lambda: list(DEFAULT_TYPES))
+    tolerance_mm: float = Field(default=0.01, gt=0)
+    batch_size: int = Field(default=16, ge=1, le=4096)
+    dev_seed: int = 0
+    dev_good: int = Field(default=60, ge=1)
+    dev_defective: int = Field(default=60, ge=1)
+
+    def dev(self) -> Dev3D:
+        return Dev3D(self.dev_seed, self.dev_good, self.dev_defective)
+
+
+@dataclass(frozen=True)
+class MapSet:
+    manifest: Path
+    data: bytes
+    items: list[HeightItem]
+    dev: Dev3D | None  # the dev set this is (generated, or a byte copy of its manifest)
+    generated: bool
+
+
+def _recall_id(kind: str) -> str:
+    return f"recall_{kind}"
+
+
+def map_set(ctx: CollectContext, args: Inspect3dArgs, folder: Path) -> MapSet:
+    """The lab's set `--dataset inspection3d=PATH`, else the dev set written into `folder`."""
+    dev = args.dev()
+    given = ctx.datasets.get(args.dataset)
+    if given is not None:
+        if not given.is_file():
+            raise BadInput(given, None, "height-map set not found")
+        data = given.read_bytes()
+        items = read_height_manifest(given, args.defect_types)
+        same = sha256_bytes(data) == sha256_bytes(dev.manifest())
+        return MapSet(given, data, items, dev if same else None, False)
+    manifest = ref.write_set(folder, dev.specs())
+    items = read_height_manifest(manifest, args.defect_types)
+    return MapSet(manifest, manifest.read_bytes(), items, dev, True)
+
+
+def reference_session(ms: MapSet, staged: Sequence[Path]) -> tuple[SutSession, dict[str, Any]]:
+    """The harness's height-map detector, reading each staged copy with its item's scale
+    (the strict reader; no label is read)."""
+    by_path = {str(p): item for p, item in zip(staged, ms.items, strict=True)}
+
+    def load(path: str) -> np.ndarray:
+        return load_map(dataclasses.replace(by_path[path], map=Path(path)), ms.manifest)
+
+    facts = {"surface": "robust plane, then a robust polynomial surface, per map (no label read)"}
+    session = ref.HeightMapSession(ref.HeightMapDetector(), facts, load)
+    return session, {"reference": True, **facts}
+
+
+def write_set(evidence: EvidenceWriter, ms: MapSet, args: Inspect3dArgs) -> dict[str, Any]:
+    """The manifest's byte copy (and a generated dev set's maps) into the evidence, and the
+    source record score() checks it by."""
+    evidence.write_bytes(MANIFEST, ms.data)
+    maps = []
+    for item in ms.items:
+        data = item.map.read_bytes()
+        maps.append({"id": item.id, "height_map": item.map_as_given, "sha256": sha256_bytes(data)})
+        if ms.generated:
+            evidence.write_bytes(f"{SET_DIR}/{item.map_as_given}", data)
+    return {
+        "dataset": args.dataset,
+        "path": None if ms.generated else str(ms.manifest),
+        "sha256": sha256_bytes(ms.data),
+        "dev_set": ms.dev.describe() if ms.dev is not None else None,
+        "generated": ms.generated,
+        "maps_copied": ms.generated,
+        "maps": maps,
+    }
+
+
+def read_set(
+    evidence: EvidenceReader, source: dict[str, Any], vocabulary: Sequence[str]
+) -> list[HeightItem]:
+    """The items, re-read from the manifest's copy (its sha256 checked, and the maps' of a
+    dev set whose maps were copied)."""
+    path = evidence.path(MANIFEST)
+    if sha256_bytes(path.read_bytes()) != source["sha256"]:
+        raise ValueError(f"{MANIFEST}: sha256 differs from the one recorded")
+    items = read_height_manifest(path, vocabulary, check_maps=False)
+    recorded = source["maps"]
+    if [r["id"] for r in recorded] != [i.id for i in items]:
+        raise ValueError("the recorded maps do not follow the manifest's copy")
+    if source.get("maps_copied"):
+        for item, r in zip(items, recorded, strict=True):
+            copy = evidence.path(f"{SET_DIR}/{item.map_as_given}")
+            if sha256_bytes(copy.read_bytes()) != r["sha256"]:
+                raise ValueError(f"{SET_DIR}/{item.map_as_given}: sha256 differs")
+    return items
+
+
+def dev_reason(source: dict[str, Any], dev: Dev3D) -> str:
+    if source.get("dev_set") or source["sha256"] == sha256_bytes(dev.manifest()):
+        return DEV_SET_REASON.format(name=source["dataset"])
+    return ""
+
+
+@probes.register("inspection.inspect3d")
+class Inspect3dProbe:
+    name: ClassVar[str] = "inspection.inspect3d"
+    Args: ClassVar[type[BaseModel]] = Inspect3dArgs
+    reads_sut_outputs: ClassVar[bool] = True
+
+    def metrics(self, args: BaseModel) -> dict[str, str]:
+        assert isinstance(args, Inspect3dArgs)
+        names = {"miss_rate": "%", "false_alarm_rate": "%"}
+        names.update({_recall_id(t): "%" for t in args.report_types})
+        names.update(
+            {"depth_within_tolerance": "%", "depth_mae_mm": "mm", "depth_max_error_mm": "mm"}
+        )
+        return names
+
+    def estimated_steps(self, args: BaseModel, quick: bool) -> int:
+        return 3
+
+    def check_datasets(self, args: BaseModel, datasets: dict[str, Path]) -> None:
+        assert isinstance(args, Inspect3dArgs)
+        if args.dataset in datasets:
+            read_height_manifest(datasets[args.dataset], args.defect_types)
+
+    def collect(self, ctx: CollectContext) -> list[str]:
+        args = ctx.args
+        assert isinstance(args, Inspect3dArgs)
+        with (
+            tempfile.TemporaryDirectory(prefix="harness-d14-3d-set-") as tmp,
+            tempfile.TemporaryDirectory(prefix="harness-d14-3d-stage-") as stage_dir,
+        ):
+            ctx.progress("read the height maps")
+            ms = map_set(ctx, args, Path(tmp))
+            staged = stage_inputs([i.map for i in ms.items], Path(stage_dir))
+            if ctx.session is None and ctx.sut.adapter == "local":
+                session, sut = reference_session(ms, staged)
+            else:
+                session, sut = open_adapter_session(ctx), {"reference": False}
+            try:
+                sut.update(describe(session))
+                samples = [Sample(k, str(p), str(p)) for k, p in enumerate(staged)]
+                ctx.progress(f"inspect {len(samples)} height maps")
+                outputs = answer_all(session, samples, args.batch_size)
+            finally:
+                session.close()
+            # references reach the evidence only now, with the session closed
+            ctx.progress("record the answers")
+            source = write_set(ctx.evidence, ms, args)
+        records = output_records([i.id for i in ms.items], outputs)
+        ctx.evidence.write_json("items.json", {"source": source})
+        ctx.evidence.write_json("sut.json", sut)
+        ctx.evidence.write_json("outputs.json", {"records": records})
+        return _failures(records, sut)
+
+    def score(self, evidence: EvidenceReader, ctx: ScoreContext) -> ScoreResult:
+        args = ctx.args
+        assert isinstance(args, Inspect3dArgs)
+        source = evidence.read_json("items.json")["source"]
+        items = read_set(evidence, source, args.defect_types)
+        sut = evidence.read_json("sut.json")
+        records: list[dict[str, Any]] = evidence.read_json("outputs.json")["records"]
+        if [r["id"] for r in records] != [i.id for i in items]:
+            raise ValueError("outputs.json does not answer the set id for id")
+        if all_unanswered(records, sut, lambda k, o: isinstance(parse_answer(o), Answer)):
+            return ScoreResult(
+                [], [Unmeasured(id=m, reason=NOT_ANSWERED_REASON) for m in self.metrics(args)]
+            )
+        answers = [_answer(r) for r in records]
+        who = "the harness's reference detector" if sut.get("reference") else "the SUT"
+        what = (
+            f"{len(items)} height maps of the set (sha256 {source['sha256'][:12]}), answered "
+            f"by {who}"
+        )
+        figures = _detection(items, answers, args, ctx.confidence, what)
+        figures += _depth(items, answers, args, ctx.confidence, what)
+        measurements = [f for f in figures if isinstance(f, Measurement)]
+        unmeasured = [f for f in figures if isinstance(f, Unmeasured)]
+        invalid = dev_reason(source, args.dev())
+        if invalid:
+            measurements = [m.model_copy(update={"invalid_reason": invalid}) for m in measurements]
+        return ScoreResult(measurements, unmeasured)
+
+
+def _answer(record: dict[str, Any]) -> Answer | str:
+    if record["error"]:
+        return f"failed: {record['error']}"
+    return parse_answer(record["output"])
+
+
+def _failures(records: list[dict[str, Any]], sut: dict[str, Any]) -> list[str]:
+    if all_unanswered(records, sut, lambda k, o: isinstance(parse_answer(o), Answer)):
+        return []
+    bad = [(str(r["id"]), a) for r in records if isinstance(a := _answer(r), str)]
+    if not bad:
+        return []
+    failed = sum(a.startswith("failed: ") for _, a in bad)
+    return [
+        f"{failed} failed and {len(bad) - failed} malformed answers of {len(records)} height "
+        f"maps (first: {bad[0][0]}: {bad[0][1]})"
+    ]
+
+
+def _detection(
+    items: list[HeightItem],
+    answers: list[Answer | str],
+    args: Inspect3dArgs,
+    confidence: float,
+    what: str,
+) -> list[Measurement | Unmeasured]:
+    pairs = list(zip(items, answers, strict=True))
+    defective = [(i, a) for i, a in pairs if i.defective]
+    good = [(i, a) for i, a in pairs if not i.defective]
+    missed = [i.id for i, a in defective if not (isinstance(a, Answer) and a.defective)]
+    alarms = [i.id for i, a in good if not (isinstance(a, Answer) and not a.defective)]
+    bad = [(i.id, a) for i, a in pairs if isinstance(a, str)]
+    common = {"failed_or_malformed": len(bad), "first_failures": [f"{k}: {r}" for k, r in bad[:5]]}
+    out: list[Measurement | Unmeasured] = [
+        rate(
+            "miss_rate",
+            len(missed),
+            len(defective),
+            confidence,
+            f"defective height maps answered good (defective: false), of the {len(defective)} "
+            f"defective maps; {what}; a failed or malformed answer is a miss",
+            {
+                "missed": len(missed),
+                "defective_maps": len(defective),
+                "missed_ids": missed[:50],
+                **common,
+            },
+            "missed",
+            "defective height map",
+        ),
+        rate(
+            "false_alarm_rate",
+            len(alarms),
+            len(good),
+            confidence,
+            f"good height maps (no defect) answered defective, of the {len(good)} good maps; "
+            f"{what}; a failed or malformed answer is an alarm",
+            {"alarms": len(alarms), "good_maps": len(good), "alarm_ids": alarms[:50], **common},
+            "answered defective",
+            "good height map",
+        ),
+    ]
+    per_type: dict[str, list[int]] = {}
+    for i, a in defective:
+        for kind in set(i.types):
+            tally = per_type.setdefault(kind, [0, 0])
+            tally[0] += isinstance(a, Answer) and kind in a.types
+            tally[1] += 1
+    for kind in args.report_types:
+        hit, n = per_type.get(kind, [0, 0])
+        out.append(
+            rate(
+                _recall_id(kind),
+                hit,
+                n,
+                confidence,
+                f"height maps holding a {kind} whose answer names {kind}, of the {n} such "
+                f"maps; {what}",
+                {"named": hit, "maps": n, "all_types": {k: v for k, v in sorted(per_type.items())}},
+                f"named {kind}",
+                f"height map with a {kind}",
+            )
+        )
+    return out
+
+
+def _depth(
+    items: list[HeightItem],
+    answers: list[Answer | str],
+    args: Inspect3dArgs,
+    confidence: float,
+    what: str,
+) -> list[Measurement | Unmeasured]:
+    pairs = [
+        (i, a, name, v)
+        for i, a in zip(items, answers, strict=True)
+        for name, v in i.dimensions.items()
+    ]
+    metrics = ("depth_within_tolerance", "depth_mae_mm", "depth_max_error_mm")
+    if not pairs:
+        reason = "the set gives no true depth or height (`dimensions` on its lines)"
+        return [Unmeasured(id=m, reason=reason) for m in metrics]
+    errors: list[float] = []
+    within = 0
+    per_name: dict[str, dict[str, Any]] = {}
+    for _item, a, name, truth in pairs:
+        entry = per_name.setdefault(name, {"pairs": 0, "answered": 0, "within": 0, "errors": []})
+        entry["pairs"] += 1
+        if not isinstance(a, Answer) or name not in a.dimensions:
+            continue
+        err = abs(a.dimensions[name] - truth)
+        errors.append(err)
+        entry["answered"] += 1
+        entry["errors"].append(err)
+        if err <= args.tolerance_mm + 1e-12:
+            within += 1
+            entry["within"] += 1
+    summary = {
+        name: {
+            "pairs": e["pairs"],
+            "answered": e["answered"],
+            "within_tolerance": e["within"],
+            "mae_mm": statistics.fmean(e["errors"]) if e["errors"] else None,
+            "max_error_mm": max(e["errors"]) if e["errors"] else None,
+        }
+        for name, e in sorted(per_name.items())
+    }
+    details = {"pairs": len(pairs), "answered": len(errors), "per_dimension": summary}
+    out: list[Measurement | Unmeasured] = [
+        accuracy_percent(
+            "depth_within_tolerance",
+            within,
+            len(pairs),
+            confidence,
+            f"true defect depths and heights (map, depth_mm | height_mm) whose answered value "
+            f"is within +/- {args.tolerance_mm:g} mm, of {len(pairs)}; one not answered "
+            f"counts as outside; {what}",
+            {**details, "within_tolerance": within, "tolerance_mm": args.tolerance_mm},
+            counted=f"within +/- {args.tolerance_mm:g} mm",
+            noun="true depths",
+        )
+    ]
+    if not errors:
+        reason = "the answers give none of the set's depths or heights"
+        return [*out, *(Unmeasured(id=m, reason=reason) for m in metrics[1:])]
+    out.append(
+        Measurement(
+            id="depth_mae_mm",
+            value=statistics.fmean(errors),
+            unit="mm",
+            n=len(errors),
+            repeats=1,
+            method=f"mean |answered - true| over the {len(errors)} answered depths and "
+            f"heights; {what}",
+            details=details,
+        )
+    )
+    out.append(
+        Measurement(
+            id="depth_max_error_mm",
+            value=max(errors),
+            unit="mm",
+            n=len(errors),
+            repeats=1,
+            method=f"largest |answered - true| over the {len(errors)} answered depths and "
+            f"heights; {what}",
+            details=details,
+            exact="the largest error observed over the recorded answers (no sampling bound)",
+        )
+    )
+    return out

@@ -1,0 +1,32 @@
+"""A hostile 1:1 comparator for the sandbox test (command SUT, batch mode): it answers 1.0
+for every pair when it can learn where the lab's pair manifest lies (an ancestor's command
+line under /proc, or the manifest's folder itself), else 0.0."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def leaked() -> bool:
+    pid = os.getppid()
+    for _ in range(8):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            if "pairs.jsonl" in cmdline:
+                return True
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            break
+        ppid = [line for line in status.splitlines() if line.startswith("PPid:")]
+        pid = int(ppid[0].split()[1]) if ppid else 0
+        if pid <= 1:
+            break
+    folder = Path(sys.argv[1])
+    return (folder / "pairs.jsonl").exists()
+
+
+answer = "1.0" if leaked() else "0.0"
+for line in sys.stdin:
+    json.loads(line)
+    print(answer, flush=True)
