@@ -6,6 +6,7 @@ frame copies in the evidence."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -44,9 +45,17 @@ def run(tmp: Path, datasets: dict[str, Path] | None = None, **args: Any) -> Scor
             datasets=datasets or {},
         )
     )
-    return probe.score(
-        EvidenceReader(root),
-        ScoreContext(task_id="depth", args=parsed, confidence=0.95, hardware=None),
+    return probe.score(EvidenceReader(root), score_context(parsed, datasets))
+
+
+def score_context(args: DepthArgs, datasets: dict[str, Path] | None = None) -> ScoreContext:
+    """What the spine hands score(): the run's --dataset names among the rest."""
+    return ScoreContext(
+        task_id="depth",
+        args=args,
+        confidence=0.95,
+        hardware=None,
+        datasets=frozenset(datasets or {}),
     )
 
 
@@ -306,7 +315,7 @@ def test_score_checks_the_frame_copies_in_the_evidence(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sha256 differs"):
         DepthProbe().score(
             EvidenceReader(tmp_path / "evidence"),
-            ScoreContext(task_id="depth", args=DepthArgs(), confidence=0.95, hardware=None),
+            score_context(DepthArgs(), {"depth": path}),
         )
 
 
@@ -428,3 +437,62 @@ def test_a_declared_distance_the_frame_contradicts_makes_the_figure_invalid(
         rms.invalid_reason
     )
     assert "f0.png (declared 900, fitted 1000.0 mm)" in rms.invalid_reason
+
+
+# ------------------------------------------------------------------ edited evidence
+# (what an auditor did: edit the evidence, re-sign; score() must refuse or flag it)
+
+
+def _edit_frames(evidence: Path, edit: Any) -> None:
+    record = json.loads((evidence / "frames.json").read_text())
+    edit(record)
+    (evidence / "frames.json").write_text(json.dumps(record))
+
+
+DEV_SMALL = {"dev_frames": 5, "dev_width": 96, "dev_height": 64}
+
+
+def test_dev_ness_comes_from_the_runs_dataset_names_not_from_frames_json(
+    tmp_path: Path,
+) -> None:
+    run(tmp_path / "dev", **DEV_SMALL)
+    evidence = tmp_path / "dev" / "evidence"
+    _edit_frames(evidence, lambda r: r["source"].update(kind="list", path="lab.jsonl"))
+    with pytest.raises(ValueError) as error:
+        DepthProbe().score(EvidenceReader(evidence), score_context(DepthArgs(**DEV_SMALL)))
+    assert "frames.json says 'list', but the run was given no depth frames" in str(error.value)
+    path, _ = lab_set(tmp_path, frames=1)
+    run(tmp_path / "lab", {"depth": path})
+    evidence = tmp_path / "lab" / "evidence"
+    _edit_frames(evidence, lambda r: r["source"].update(kind="generated"))
+    with pytest.raises(ValueError) as error:
+        DepthProbe().score(EvidenceReader(evidence), score_context(DepthArgs(), {"depth": path}))
+    assert "says 'generated', but the run was given --dataset depth" in str(error.value)
+
+
+def test_dev_frames_given_back_are_found_by_their_regenerated_digests(tmp_path: Path) -> None:
+    run(tmp_path / "dev", **DEV_SMALL)
+    listing = tmp_path / "dev" / "evidence" / "input.jsonl"
+    args = DepthArgs(**DEV_SMALL)
+    again = run(tmp_path / "again", {"depth": listing}, **DEV_SMALL)
+    assert "5 frames given with --dataset equal the generated dev frames" in (
+        again.measurements[0].invalid_reason
+    )
+    evidence = tmp_path / "again" / "evidence"
+    _edit_frames(evidence, lambda r: [f.update(generated_dev_frame=False) for f in r["frames"]])
+    with pytest.raises(ValueError) as error:
+        DepthProbe().score(EvidenceReader(evidence), score_context(args, {"depth": listing}))
+    assert "marks 0 frames as generated dev frames, their digests show 5" in str(error.value)
+
+
+def test_a_generated_frame_edited_with_its_digest_is_refused(tmp_path: Path) -> None:
+    run(tmp_path, **DEV_SMALL)
+    evidence = tmp_path / "evidence"
+    frame = evidence / "frames" / "000000.png"
+    units = np.full((64, 96), 10_000, dtype=np.uint16)  # a perfect plane at 1000 mm
+    Image.fromarray(units).save(frame)
+    digest = hashlib.sha256(frame.read_bytes()).hexdigest()
+    _edit_frames(evidence, lambda r: r["frames"][0].update(sha256=digest))
+    with pytest.raises(ValueError) as error:
+        DepthProbe().score(EvidenceReader(evidence), score_context(DepthArgs(**DEV_SMALL)))
+    assert "not the ones these arguments generate" in str(error.value)

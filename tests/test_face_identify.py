@@ -127,11 +127,19 @@ def run(
             session=session,
         )
     )
-    result = probe.score(
-        EvidenceReader(root),
-        ScoreContext(task_id="identify", args=args, confidence=0.95, hardware=None),
-    )
+    result = probe.score(EvidenceReader(root), score_context(args, datasets))
     return failures, result
+
+
+def score_context(args: IdentifyArgs, datasets: dict[str, Path]) -> ScoreContext:
+    """What the spine hands score(): the run's --dataset names among the rest."""
+    return ScoreContext(
+        task_id="identify",
+        args=args,
+        confidence=0.95,
+        hardware=None,
+        datasets=frozenset(datasets),
+    )
 
 
 def cp(count: int, n: int) -> tuple[float, float]:
@@ -317,3 +325,64 @@ def test_dry_run_verify_and_audit_through_the_cli(tmp_path: Path) -> None:
     rank1 = measurements["identify.rank1"]
     assert "built-in dev set" in rank1["invalid_reason"]
     assert rank1["details"]["gallery_size"] == 12
+
+
+# ------------------------------------------------------------------ edited evidence
+# (what an auditor did: edit the evidence, re-sign; score() must refuse or flag it)
+
+
+def _edit_items(evidence: Path, edit: Any) -> None:
+    items = json.loads((evidence / "items.json").read_text())
+    edit(items)
+    (evidence / "items.json").write_text(json.dumps(items))
+
+
+def _refused(evidence: Path, ctx: ScoreContext, needle: str) -> None:
+    with pytest.raises(ValueError) as error:
+        IdentifyProbe().score(EvidenceReader(evidence), ctx)
+    assert needle in str(error.value)
+
+
+def test_the_candidates_are_the_suites_not_the_ones_items_json_records(tmp_path: Path) -> None:
+    g, s = write_sets(tmp_path)
+    datasets = {"gallery": g, "searches": s}
+    args = IdentifyArgs(candidates=3)
+    run(tmp_path, args, PixelSut(), datasets)
+    evidence = tmp_path / "evidence"
+    _edit_items(evidence, lambda i: i.update(candidates=1))  # s3's rank-2 mate as a miss
+    _refused(
+        evidence,
+        score_context(args, datasets),
+        "items.json records 1 candidates per search, the suite asks for 3",
+    )
+
+
+def test_dev_ness_comes_from_the_runs_dataset_names_not_from_items_json(tmp_path: Path) -> None:
+    g, s = write_sets(tmp_path)
+    datasets = {"gallery": g, "searches": s}
+    args = IdentifyArgs(candidates=3)
+    run(tmp_path, args, PixelSut(), datasets)
+    evidence = tmp_path / "evidence"
+    # evidence of the lab's sets scored as a run given none (dev_set null is the claim)
+    _refused(
+        evidence,
+        score_context(args, {}),
+        "items.json says the lab sets, but the run was given no gallery",
+    )
+    _edit_items(evidence, lambda i: i.update(dev_set={"faces": 4}))
+    _refused(evidence, score_context(args, datasets), "items.json says the dev set, but the run")
+    _edit_items(evidence, lambda i: i.update(dev_set=None, image_sha256=None))
+    _refused(evidence, score_context(args, datasets), "no image digest per gallery entry")
+
+
+def test_dev_faces_given_back_as_a_lab_set_are_dev_data(tmp_path: Path) -> None:
+    g, s = write_sets(tmp_path)
+    # gA is the first dev face, as the dev set writes it (a PNG of the uint8 crop)
+    Image.fromarray(face.dev_faces(1).images[0]).save(tmp_path / "gA.png")
+    datasets = {"gallery": g, "searches": s}
+    _, result = run(tmp_path, IdentifyArgs(candidates=3), PixelSut(), datasets)
+    assert result.measurements
+    for m in result.measurements:
+        assert m.invalid_reason.startswith(
+            "dev data: 1 gallery and 0 search images are the harness's own dev faces"
+        )

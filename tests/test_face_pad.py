@@ -7,6 +7,7 @@ audit."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -96,11 +97,22 @@ def run(
             declared_threshold=declared,
         )
     )
-    result = probe.score(
-        EvidenceReader(root),
-        ScoreContext(task_id="pad", args=parsed, confidence=0.95, hardware=None),
-    )
+    result = probe.score(EvidenceReader(root), score_context(parsed, datasets, declared))
     return failures, result
+
+
+def score_context(
+    args: PadArgs, datasets: dict[str, Path] | None = None, declared: float | None = None
+) -> ScoreContext:
+    """What the spine hands score(): the run's --dataset names, the declared threshold."""
+    return ScoreContext(
+        task_id="pad",
+        args=args,
+        confidence=0.95,
+        hardware=None,
+        declared_threshold=declared,
+        datasets=frozenset(datasets or {}),
+    )
 
 
 def cp_lower(right: int, n: int) -> float:
@@ -339,7 +351,7 @@ def test_score_reparses_the_byte_copy_of_the_set(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sha256 differs"):
         PadProbe().score(
             EvidenceReader(tmp_path / "evidence"),
-            ScoreContext(task_id="pad", args=PadArgs(**TWO), confidence=0.95, hardware=None),
+            score_context(PadArgs(**TWO), {"pad": path}),
         )
 
 
@@ -470,3 +482,85 @@ def test_generated_presentations_given_back_with_dataset_are_still_dev_data(
     )
     reason = result.measurements[0].invalid_reason
     assert reason.startswith("dev data") and "204 presentations given with --dataset" in reason
+
+
+# ------------------------------------------------------------------ edited evidence
+# (what an auditor did: edit the evidence, re-sign; score() must refuse or flag it)
+
+
+def _edit_items(evidence: Path, edit: Any) -> None:
+    meta = json.loads((evidence / "items.json").read_text())
+    edit(meta)
+    (evidence / "items.json").write_text(json.dumps(meta))
+
+
+def _refused(evidence: Path, ctx: ScoreContext, needle: str) -> None:
+    with pytest.raises(ValueError) as error:
+        PadProbe().score(EvidenceReader(evidence), ctx)
+    assert needle in str(error.value)
+
+
+def test_the_threshold_is_the_submissions_not_the_one_items_json_records(tmp_path: Path) -> None:
+    path = write_set(tmp_path, SPECIES)
+    run(tmp_path, {"pad": path}, ScriptedPad(SCORES), declared=0.5, **TWO)
+    evidence = tmp_path / "evidence"
+    _edit_items(evidence, lambda m: m.update(declared_threshold=0.01))  # accepts all but one
+    ctx = score_context(PadArgs(**TWO), {"pad": path}, 0.5)
+    _refused(evidence, ctx, "declared threshold 0.01, the submission declares 0.5")
+    # nor can a threshold recorded without the submission declaring one
+    _edit_items(evidence, lambda m: m.update(declared_threshold=0.5))
+    ctx = score_context(PadArgs(**TWO), {"pad": path})
+    _refused(evidence, ctx, "the submission declares None")
+
+
+def test_dev_ness_comes_from_the_runs_dataset_names_not_from_items_json(tmp_path: Path) -> None:
+    args = {"dev_variants": 1, "dev_size": 32}
+    run(tmp_path / "dev", session=ScriptedPad(["0.5"] * 51 * 4), **args)
+    evidence = tmp_path / "dev" / "evidence"
+    _edit_items(evidence, lambda m: m["source"].update(kind="lab"))
+    _refused(
+        evidence,
+        score_context(PadArgs(**args)),
+        "items.json says 'lab', but the run was given no presentation set",
+    )
+    path = write_set(tmp_path, SPECIES)
+    run(tmp_path / "lab", {"pad": path}, ScriptedPad(SCORES), **TWO)
+    evidence = tmp_path / "lab" / "evidence"
+    _edit_items(evidence, lambda m: m["source"].update(kind="generated"))
+    _refused(
+        evidence,
+        score_context(PadArgs(**TWO), {"pad": path}),
+        "items.json says 'generated', but the run was given --dataset pad",
+    )
+
+
+def test_generated_presentations_given_back_are_found_by_their_regenerated_digests(
+    tmp_path: Path,
+) -> None:
+    args: dict[str, Any] = {"dev_variants": 1, "dev_size": 32}
+    run(tmp_path / "first", session=ScriptedPad(["0.5"] * 51 * 4), **args)
+    listing = tmp_path / "first" / "evidence" / "input.jsonl"
+    args["species"] = ["paper_print"]
+    run(tmp_path / "again", {"pad": listing}, ScriptedPad(["0.5"] * 51 * 4), **args)
+    evidence = tmp_path / "again" / "evidence"
+    _edit_items(evidence, lambda m: m["source"].update(generated_dev_images=0))
+    _refused(
+        evidence,
+        score_context(PadArgs(**args), {"pad": listing}),
+        "says 0 generated dev presentations, the recorded image digests hold 204",
+    )
+
+
+def test_a_copied_generated_image_is_checked_against_its_digest_and_the_regenerated_one(
+    tmp_path: Path,
+) -> None:
+    args = {"dev_variants": 1, "dev_size": 32}
+    run(tmp_path, session=ScriptedPad(["0.5"] * 51 * 4), **args)
+    evidence = tmp_path / "evidence"
+    image = evidence / "dev" / "000000.png"
+    Image.fromarray(np.zeros((32, 32), dtype=np.uint8)).save(image)
+    _refused(evidence, score_context(PadArgs(**args)), "dev/000000.png: the copied image")
+    # the digest re-recorded to match the edited image: the regenerated one still differs
+    digest = hashlib.sha256(image.read_bytes()).hexdigest()
+    _edit_items(evidence, lambda m: m["image_sha256"].__setitem__(0, digest))
+    _refused(evidence, score_context(PadArgs(**args)), "and the generated presentation")

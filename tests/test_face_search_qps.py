@@ -125,11 +125,19 @@ def run(tmp: Path, session: Any, args: SearchQpsArgs = ARGS) -> tuple[list[str],
             session=session,
         )
     )
-    result = probe.score(
-        EvidenceReader(root),
-        ScoreContext(task_id="search_qps", args=args, confidence=0.95, hardware=None),
-    )
+    result = probe.score(EvidenceReader(root), score_context(args))
     return failures, result
+
+
+def score_context(args: SearchQpsArgs) -> ScoreContext:
+    """What the spine hands score(): the run's --dataset names (both sets) among the rest."""
+    return ScoreContext(
+        task_id="search_qps",
+        args=args,
+        confidence=0.95,
+        hardware=None,
+        datasets=frozenset({"gallery", "searches"}),
+    )
 
 
 @pytest.mark.parametrize(
@@ -316,3 +324,26 @@ def test_the_gallery_size_is_checked_against_enrolled_and_background() -> None:
     assert "not the 10 entries enrolled plus its 100 synthetic background" in bad["mismatch"]
     sut = _gallery_check({"reference": False}, 10, [], 10_000_000)
     assert "mismatch" not in sut and sut["engine_own_entries_claimed"] == 9_999_990
+
+
+def test_edited_dev_set_and_enrolled_counts_are_refused(tmp_path: Path) -> None:
+    """What an auditor did: edit items.json and re-sign; score() must refuse it."""
+    run(tmp_path, InstantSut(10_000_000))
+    evidence = tmp_path / "evidence"
+    original = json.loads((evidence / "items.json").read_text())
+    edits = [
+        ({"dev_set": {"faces": 4}}, "items.json says the dev set, but the run was given --dataset"),
+        ({"enrolled": 10_000_000}, "items.json says 10000000 entries enrolled, the gallery copy "),
+        ({"image_sha256": None}, "no image digest per gallery entry and search"),
+    ]
+    for edit, needle in edits:
+        (evidence / "items.json").write_text(json.dumps({**original, **edit}))
+        with pytest.raises(ValueError) as error:
+            SearchQpsProbe().score(EvidenceReader(evidence), score_context(ARGS))
+        assert needle in str(error.value)
+    (evidence / "items.json").write_text(json.dumps(original))
+    # scored as a run given no --dataset, the lab's evidence is refused too
+    no_sets = ScoreContext(task_id="search_qps", args=ARGS, confidence=0.95, hardware=None)
+    with pytest.raises(ValueError) as error:
+        SearchQpsProbe().score(EvidenceReader(evidence), no_sets)
+    assert "items.json says the lab sets, but the run was given no gallery" in str(error.value)

@@ -28,7 +28,7 @@ from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.probes.inspection.heightmaps import load_map, read_height_manifest
 from harness.probes.inspection.inspect3d import Inspect3dArgs, Inspect3dProbe
 from harness.refengines import inspection3d as ref
-from harness.schema import Measurement, SutSpec
+from harness.schema import Interval, Measurement, SutSpec
 from harness.suites import load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,10 +58,15 @@ def run(
             session=session,
         )
     )
-    result = probe.score(
-        EvidenceReader(root), ScoreContext(task_id="t", args=args, confidence=0.95, hardware=None)
-    )
+    result = probe.score(EvidenceReader(root), score_context(args, datasets))
     return failures, result, root
+
+
+def score_context(args: Any, datasets: dict[str, Path] | None = None) -> ScoreContext:
+    """What the spine gives score(): the `--dataset` names of the run (the signed header)."""
+    return ScoreContext(
+        task_id="t", args=args, confidence=0.95, hardware=None, datasets=frozenset(datasets or {})
+    )
 
 
 def cp_upper(count: int, n: int) -> float:
@@ -93,12 +98,13 @@ FLAT = np.zeros((8, 8), dtype=np.float32)
 
 
 def write_set(folder: Path, lines: list[dict[str, Any]]) -> Path:
-    """A manifest and a flat 8 x 8 .npy map for every .npy map it names."""
+    """A manifest and a flat 8 x 8 .npy map of its own (at height k um) for every line k
+    naming a .npy map not there yet."""
     folder.mkdir(parents=True, exist_ok=True)
-    for line in lines:
+    for k, line in enumerate(lines):
         name = str(line["height_map"])
         if name.endswith(".npy") and not (folder / name).exists():
-            (folder / name).write_bytes(npy(FLAT))
+            (folder / name).write_bytes(npy(FLAT + np.float32(0.001 * k)))
     path = folder / "set.jsonl"
     path.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
     return path
@@ -341,6 +347,8 @@ def test_rates_recall_and_depth_error_against_hand_counts(tmp_path: Path) -> Non
     assert got["depth_within_tolerance"].ci.low == pytest.approx(cp_lower(2, 4))
     assert got["depth_mae_mm"].value == pytest.approx((0.005 + 0.03 + 0.0) / 3)
     assert got["depth_max_error_mm"].value == pytest.approx(0.03)
+    # the largest error is a sample statistic: not exact, no bound (INCONCLUSIVE at best)
+    assert not got["depth_max_error_mm"].exact and got["depth_max_error_mm"].ci is None
     assert not any(m.invalid_reason for m in result.measurements)
     assert (root / "set" / "manifest.jsonl").read_bytes() == (
         tmp_path / "lab/set.jsonl"
@@ -357,8 +365,7 @@ def test_score_refuses_an_edited_manifest_copy(tmp_path: Path) -> None:
     copy.write_bytes(copy.read_bytes().replace(b'"defects": []', b'"defects": [ ]', 1))
     with pytest.raises(ValueError, match="sha256"):
         Inspect3dProbe().score(
-            EvidenceReader(root),
-            ScoreContext(task_id="t", args=args, confidence=0.95, hardware=None),
+            EvidenceReader(root), score_context(args, {"inspection3d": Path("given")})
         )
 
 
@@ -416,13 +423,17 @@ def test_the_suite_declares_the_3d_task_and_its_units() -> None:
     )  # fmt: skip
     verdict = judge(throughput, measured, None, None)
     assert verdict.status == "PASS" and verdict.value == 25.0 and verdict.unit == "images/s"
-    # the spread in mm, judged as an exact figure
+    # the spread in mm: judged on its order-statistic bound, never as an exact figure
+    bound = Interval(low=None, high=0.015, confidence=0.95, method="order statistic")
     spread_m = Measurement(
-        id="dimension_spread_mm", value=0.03, unit="mm", n=4, repeats=3, method="m",
-        exact="the largest spread observed",
+        id="dimension_spread_mm", value=0.03, unit="mm", n=80, repeats=3, method="m", ci=bound,
     )  # fmt: skip
     assert judge(spread, spread_m, None, None).status == "FAIL"
     assert judge(spread, spread_m.model_copy(update={"value": 0.01}), None, None).status == "PASS"
+    no_bound = spread_m.model_copy(
+        update={"value": 0.01, "ci": bound.model_copy(update={"high": None, "need": "need 59"})}
+    )
+    assert judge(spread, no_bound, None, None).status == "INCONCLUSIVE"
 
 
 def test_the_3d_task_runs_verifies_and_audits_through_the_cli(tmp_path: Path) -> None:
@@ -461,3 +472,94 @@ def test_a_bad_height_map_is_refused_before_the_run_writes_anything(tmp_path: Pa
     assert result.code == 2
     assert_one_line_error(result, "s.jsonl", "line 1: height_map", "NaN")
     assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------------------ hostile answers and sets
+
+
+def test_naming_every_type_shows_in_the_3d_precision(tmp_path: Path) -> None:
+    every = answer(True, *ref.DEFECT_TYPES)
+    _, result, _ = run(
+        Inspect3dArgs(), tmp_path, {"inspection3d": lab_set(tmp_path)}, Scripted([every] * 8)
+    )
+    got = figures(result)
+    assert got["recall_dent"].value == 100.0
+    # 8 maps name dent, 2 hold one (d0, d1); bump: d1, d3; scratch: d2, d4
+    for kind in ("dent", "bump", "scratch"):
+        assert got[f"precision_{kind}"].value == pytest.approx(100 * 2 / 8)
+        assert got[f"precision_{kind}"].ci is not None
+        assert got[f"precision_{kind}"].ci.low == pytest.approx(cp_lower(2, 8))
+
+
+@pytest.mark.parametrize("how", ["same path", "byte copy", "same heights"])
+def test_one_height_map_listed_twice_is_refused(tmp_path: Path, how: str) -> None:
+    lines: list[dict[str, Any]] = [
+        {"id": f"m{k}", "height_map": f"m{k}.npy", "defects": []} for k in range(3)
+    ]
+    extra = {"id": "x", "height_map": "m1.npy", "defects": []}
+    lines.append(extra)
+    if how != "same path":
+        extra["height_map"] = "x.npy"
+    path = write_set(tmp_path, lines)
+    heights = np.load(tmp_path / "m1.npy")
+    if how == "byte copy":
+        (tmp_path / "x.npy").write_bytes((tmp_path / "m1.npy").read_bytes())
+    elif how == "same heights":  # float64 of the float32 map: other bytes, the same mm
+        (tmp_path / "x.npy").write_bytes(npy(heights.astype(np.float64)))
+    with pytest.raises(BadInput) as error:
+        read_height_manifest(path, VOCABULARY)
+    text = str(error.value)
+    assert "line 4: height_map" in text and "line 2" in text, text
+
+
+def test_dev_maps_passed_back_as_the_lab_set_never_decide(tmp_path: Path) -> None:
+    args = Inspect3dArgs(dev_good=4, dev_defective=4)
+    _, _, root = run(args, tmp_path / "dev")
+    for wide in (False, True):
+        copy = tmp_path / f"copy{wide}"
+        shutil.copytree(root / "set", copy)
+        manifest = copy / "manifest.jsonl"
+        manifest.write_bytes(manifest.read_bytes() + b"\n")
+        if wide:  # re-saved as float64: other bytes, the same heights
+            for m in (copy / "maps").iterdir():
+                m.write_bytes(npy(np.load(m).astype(np.float64)))
+        _, copied, _ = run(args, tmp_path / f"r{wide}", {"inspection3d": manifest})
+        assert copied.measurements
+        for m in copied.measurements:
+            assert m.invalid_reason.startswith("dev data: 8 of the set's 8 height maps"), m
+        assert ("heights" if wide else "bytes") in copied.measurements[0].invalid_reason
+
+
+# ------------------------------------------------------------------ the auditor's findings
+
+
+def test_3d_dev_ness_comes_from_the_run_not_the_evidence(tmp_path: Path) -> None:
+    """Clearing `dev_set` / `generated` in the evidence of a dev-set run: refused, the run
+    was given no --dataset inspection3d (the signed header)."""
+    args = Inspect3dArgs(dev_good=2, dev_defective=2)
+    _, result, root = run(args, tmp_path)
+    assert all("harness dev set" in m.invalid_reason for m in result.measurements)
+    path = root / "items.json"
+    items = json.loads(path.read_text())
+    items["source"].update({"dev_set": None, "generated": False, "path": "/lab/m.jsonl"})
+    path.write_text(json.dumps(items))
+    with pytest.raises(ValueError, match="given no --dataset inspection3d"):
+        Inspect3dProbe().score(EvidenceReader(root), score_context(args))
+
+
+@pytest.mark.parametrize("edit", ["flag", "bytes"])
+def test_a_3d_dev_sets_maps_are_always_checked(tmp_path: Path, edit: str) -> None:
+    args = Inspect3dArgs(dev_good=2, dev_defective=2)
+    _, _, root = run(args, tmp_path)
+    path = root / "items.json"
+    items = json.loads(path.read_text())
+    if edit == "flag":
+        items["source"]["maps_copied"] = False
+        path.write_text(json.dumps(items))
+        match = "always copied"
+    else:
+        copy = root / "set" / items["source"]["maps"][1]["height_map"]
+        copy.write_bytes(copy.read_bytes() + b"\0")
+        match = "sha256 differs"
+    with pytest.raises(ValueError, match=match):
+        Inspect3dProbe().score(EvidenceReader(root), score_context(args))

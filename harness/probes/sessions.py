@@ -138,3 +138,32 @@ def stage_inputs(paths: Sequence[Path], directory: Path) -> list[Path]:
         shutil.copyfile(path, target)
         staged.append(target)
     return staged
+
+
+class Recorder:
+    """A SUT session that keeps every answer it hands back: one list append per call (safe
+    from LoadGen's driver threads), nothing parsed inside a timed run; `take()` hands the
+    answers over afterwards, for a probe to check what the SUT said under load."""
+
+    def __init__(self, session: SutSession) -> None:
+        self.session = session
+        self._batches: list[list[SampleOutput]] = []
+
+    def run(self, samples: Sequence[Sample]) -> list[SampleOutput]:
+        outs = self.session.run(samples)
+        self._batches.append(outs)  # list.append is atomic
+        return outs
+
+    def take(self) -> list[SampleOutput]:
+        """The answers since the last take, and forget them."""
+        batches, self._batches = self._batches, []
+        return [o for batch in batches for o in batch]
+
+    def describe(self) -> dict[str, Any]:
+        return self.session.describe()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __getattr__(self, name: str) -> Any:  # the wrapped session's own methods
+        return getattr(self.session, name)

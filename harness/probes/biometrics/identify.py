@@ -33,10 +33,11 @@ from harness.errors import BadInput
 from harness.evidence import EvidenceReader
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.probes.biometrics.search_inputs import (
-    DEV_REASON,
     GALLERY_COPY,
     SEARCHES_COPY,
     Entry,
+    dev_data_reason,
+    image_digests,
     image_path,
     output_text,
     parse_enrol,
@@ -175,6 +176,7 @@ class IdentifyProbe:
                 )
             gallery_bytes, searches_bytes = gallery_path.read_bytes(), searches_path.read_bytes()
             gallery, searches = read_pair(gallery_path, searches_path)
+            digests = image_digests(gallery_path, gallery, searches_path, searches)
             session: SutSession
             if ctx.session is None and ctx.sut.adapter == "local":
                 from harness.refengines.face_search import FaceSearchEngine
@@ -208,6 +210,7 @@ class IdentifyProbe:
                 "gallery": source_of(gallery_path, gallery_bytes),
                 "searches": source_of(searches_path, searches_bytes),
                 "dev_set": dev,
+                "image_sha256": digests,
                 "candidates": args.candidates,
                 "sut_ids": "gallery row k (0-based, file order) is enrolled as g{k:06d}",
             },
@@ -236,10 +239,18 @@ class IdentifyProbe:
         sut = evidence.read_json("sut.json")
         if [r["id"] for r in records] != [s.id for s in searches]:
             raise ValueError("outputs.json does not answer the search set id for id")
+        # R is the suite's: what collect recorded (and asked the SUT for) must agree
+        if items.get("candidates") != args.candidates:
+            raise ValueError(
+                f"items.json records {items.get('candidates')} candidates per search, the "
+                f"suite asks for {args.candidates}"
+            )
+        given = args.gallery in ctx.datasets and args.searches in ctx.datasets
+        dev = dev_data_reason(items, gallery, searches, given)
         if sut.get("adapter") == "outputs" and all(_not_answered(r) for r in records):
             return ScoreResult([], [Unmeasured(id=m, reason=NOT_ANSWERED_REASON) for m in METRICS])
         return score_searches(
-            gallery, searches, enrol, records, int(items["candidates"]), items, sut, args, ctx
+            gallery, searches, enrol, records, args.candidates, items, sut, args, ctx, dev
         )
 
 
@@ -311,13 +322,13 @@ def score_searches(
     sut: dict[str, Any],
     args: IdentifyArgs,
     ctx: ScoreContext,
+    dev: str,
 ) -> ScoreResult:
+    """The figures; `dev` is the invalid_reason of dev data ("" for none)."""
     n_gallery = len(gallery)
     outcomes, bad = _searches(gallery, searches, records, candidates)
     reduced = reduce(outcomes)
-    reasons: list[str] = []
-    if items.get("dev_set"):
-        reasons.append(DEV_REASON)
+    reasons: list[str] = [dev] if dev else []
     reported: int | None = None
     not_enrolled: list[str] = []
     if enrol["error"]:

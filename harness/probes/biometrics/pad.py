@@ -361,42 +361,16 @@ class PadProbe:
             tempfile.TemporaryDirectory(prefix="pad-stage-") as stage_dir,
         ):
             dev_images: list[tuple[str, bytes]] = []
-            train: list[pad_devset.Presentation] = []
             if given is None:
                 ctx.progress("generate the dev presentations")
-                faces = pad_devset.dev_faces(args.dev_size)
-                train_faces, test_faces = pad_devset.split(len(faces), args.dev_seed)
-                test = pad_devset.presentations(
-                    faces, test_faces, args.dev_variants, args.dev_seed, "dev"
-                )
-                if ctx.sut.adapter == "local" and ctx.session is None:
-                    train = pad_devset.presentations(
-                        faces, train_faces, args.dev_variants, args.dev_seed + 1, "train"
-                    )
-                folder = Path(work) / "dev"
-                folder.mkdir()
-                lines = []
-                for k, p in enumerate(test):
-                    name = f"dev/{k:06d}.png"
-                    data = _png(p.image)
-                    (Path(work) / name).write_bytes(data)
-                    dev_images.append((name, data))
-                    lines.append(json.dumps({"id": p.id, "image": name, "species": p.species}))
+                listing, dev_images, generator = _dev_set(args)
+                for name, image in dev_images:
+                    (Path(work) / name).parent.mkdir(exist_ok=True)
+                    (Path(work) / name).write_bytes(image)
                 manifest = Path(work) / "presentations.jsonl"
-                manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+                manifest.write_bytes(listing)
                 path = manifest
-                source: dict[str, Any] = {
-                    "kind": "generated",
-                    "generator": {
-                        "faces": "skimage.data.lfw_subset()[:100] + astronaut",
-                        "train_faces": train_faces,
-                        "test_faces": test_faces,
-                        "variants": args.dev_variants,
-                        "size": args.dev_size,
-                        "seed": args.dev_seed,
-                        "species": list(pad_devset.DEV_SPECIES),
-                    },
-                }
+                source: dict[str, Any] = {"kind": "generated", "generator": generator}
             else:
                 path = given
                 source = {"kind": "lab", "path": str(given)}
@@ -414,12 +388,12 @@ class PadProbe:
                 ctx.progress("train the reference PAD engine")
                 from harness.refengines.pad import TexturePad
 
-                if not train:  # a lab set in a dry run: train on the dev train half
-                    faces = pad_devset.dev_faces(args.dev_size)
-                    train_faces, _ = pad_devset.split(len(faces), args.dev_seed)
-                    train = pad_devset.presentations(
-                        faces, train_faces, args.dev_variants, args.dev_seed + 1, "train"
-                    )
+                # trained on the dev train half (disjoint from the dev test faces)
+                faces = pad_devset.dev_faces(args.dev_size)
+                train_faces, _ = pad_devset.split(len(faces), args.dev_seed)
+                train = pad_devset.presentations(
+                    faces, train_faces, args.dev_variants, args.dev_seed + 1, "train"
+                )
                 session = TexturePad(
                     [p.image for p in train], [p.species == "bona_fide" for p in train], ctx.seed
                 )
@@ -467,10 +441,29 @@ class PadProbe:
         args = ctx.args
         assert isinstance(args, PadArgs)
         meta = evidence.read_json(ITEMS_JSON)
+        # the threshold is the one the (signed) submission declares: what collect recorded
+        # must agree with it
+        if meta.get("declared_threshold") != ctx.declared_threshold:
+            raise ValueError(
+                f"items.json records the declared threshold {meta.get('declared_threshold')}, "
+                f"the submission declares {ctx.declared_threshold}"
+            )
         source = meta["source"]
+        # whether the presentations were the lab's is what the run was given, not what a
+        # file says
+        given = args.dataset in ctx.datasets
+        if source.get("kind") != ("lab" if given else "generated"):
+            raise ValueError(
+                f"items.json says {source.get('kind')!r}, but the run was given "
+                f"{'--dataset ' + args.dataset if given else 'no presentation set'}"
+            )
         items = read_pad_set(
             checked_copy(evidence.path(INPUT_COPY), source["sha256"]), check_files=False
         )
+        digests = meta["image_sha256"]
+        if not isinstance(digests, list) or len(digests) != len(items):
+            raise ValueError("items.json holds no image digest per presentation")
+        invalid = _dev_data(args, source, items, digests)
         sut = evidence.read_json("sut.json")
         records = evidence.read_json("outputs.json")
         if [r["id"] for r in records] != [i.id for i in items]:
@@ -478,15 +471,86 @@ class PadProbe:
         every = [*_metric_ids(args), "rejection_worst", "live_acceptance", "bpcer20"]
         if all_unanswered(records, sut, _answers_task):
             return ScoreResult([], [Unmeasured(id=m, reason=NOT_ANSWERED_REASON) for m in every])
-        return _measure(args, ctx.confidence, meta, items, _answered(records), sut)
+        return _measure(
+            args,
+            ctx.confidence,
+            source,
+            ctx.declared_threshold,
+            invalid,
+            items,
+            _answered(records),
+            sut,
+        )
+
+
+def _dev_data(
+    args: PadArgs,
+    source: dict[str, Any],
+    items: Sequence[PadItem],
+    digests: Sequence[str],
+) -> str:
+    """The invalid_reason of dev data ("" for none), from the presentations regenerated
+    here (seeded by the task's arguments, not the run's seed): generated presentations must
+    be those, byte for byte, in the listing and in every copied image (ValueError
+    otherwise); a lab set holding any of them is dev data too."""
+    listing, images, generator = _dev_set(args)
+    if source["kind"] == "generated":
+        if sha256_bytes(listing) != source["sha256"] or source.get("generator") != generator:
+            raise ValueError(
+                "the generated presentation list is not the one these arguments generate"
+            )
+        for item, digest, (name, image) in zip(items, digests, images, strict=True):
+            expected = sha256_bytes(image)
+            copied = sha256_bytes(item.image.read_bytes())
+            if digest != copied or copied != expected:
+                raise ValueError(
+                    f"{name}: the copied image (sha256 {copied[:12]}), its recorded digest "
+                    f"({str(digest)[:12]}) and the generated presentation ({expected[:12]}) "
+                    "differ"
+                )
+        return DEV_REASON
+    generated = {sha256_bytes(image) for _, image in images}
+    copied_dev = sum(d in generated for d in digests)
+    if int(source.get("generated_dev_images") or 0) != copied_dev:
+        raise ValueError(
+            f"items.json says {source.get('generated_dev_images')} generated dev "
+            f"presentations, the recorded image digests hold {copied_dev}"
+        )
+    if copied_dev:
+        return (
+            f"{DEV_REASON}; {copied_dev} presentations given with --dataset equal generated "
+            "dev presentations"
+        )
+    return ""
+
+
+def _dev_set(args: PadArgs) -> tuple[bytes, list[tuple[str, bytes]], dict[str, Any]]:
+    """The generated test presentations of these arguments: the listing (JSONL bytes), each
+    image as (name relative to the listing, PNG bytes), and the generator's record."""
+    faces = pad_devset.dev_faces(args.dev_size)
+    train_faces, test_faces = pad_devset.split(len(faces), args.dev_seed)
+    test = pad_devset.presentations(faces, test_faces, args.dev_variants, args.dev_seed, "dev")
+    images: list[tuple[str, bytes]] = []
+    lines = []
+    for k, p in enumerate(test):
+        name = f"dev/{k:06d}.png"
+        images.append((name, _png(p.image)))
+        lines.append(json.dumps({"id": p.id, "image": name, "species": p.species}))
+    generator = {
+        "faces": "skimage.data.lfw_subset()[:100] + astronaut",
+        "train_faces": train_faces,
+        "test_faces": test_faces,
+        "variants": args.dev_variants,
+        "size": args.dev_size,
+        "seed": args.dev_seed,
+        "species": list(pad_devset.DEV_SPECIES),
+    }
+    return ("\n".join(lines) + "\n").encode("utf-8"), images, generator
 
 
 def _dev_digests(args: PadArgs) -> set[str]:
     """The sha256 of every generated test presentation of these arguments."""
-    faces = pad_devset.dev_faces(args.dev_size)
-    _, test_faces = pad_devset.split(len(faces), args.dev_seed)
-    test = pad_devset.presentations(faces, test_faces, args.dev_variants, args.dev_seed, "dev")
-    return {sha256_bytes(_png(p.image)) for p in test}
+    return {sha256_bytes(image) for _, image in _dev_set(args)[1]}
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -500,20 +564,14 @@ def _png(image: np.ndarray) -> bytes:
 def _measure(
     args: PadArgs,
     confidence: float,
-    meta: dict[str, Any],
+    source: dict[str, Any],
+    declared: float | None,
+    invalid: str,
     items: list[PadItem],
     answers: list[tuple[float | None, bool | None, str]],
     sut: dict[str, Any],
 ) -> ScoreResult:
-    source = meta["source"]
     generated = source.get("kind") == "generated"
-    invalid = DEV_REASON if generated else ""
-    copied = int(source.get("generated_dev_images") or 0)
-    if copied:
-        invalid = (
-            f"{DEV_REASON}; {copied} presentations given with --dataset equal generated dev "
-            "presentations"
-        )
     bona_scores: list[float] = []
     bona_failed = 0
     by_species: dict[str, list[float]] = {}
@@ -541,7 +599,6 @@ def _measure(
                 own_accepted[item.species] = own_accepted.get(item.species, 0) + decision
     attacks = {s: np.sort(np.asarray(v, dtype=np.float64)) for s, v in sorted(by_species.items())}
     bona = np.sort(np.asarray(bona_scores, dtype=np.float64))
-    declared = meta.get("declared_threshold")
     if declared is not None:
         threshold = float(declared)
         how = f"the operating threshold {threshold:.6g} declared by the submission"

@@ -22,37 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from harness.adapters.protocol import Sample, SampleOutput, SutSession
+from harness.adapters.protocol import SampleOutput
 from harness.probes.biometrics.search_inputs import output_text, parse_search
+from harness.probes.sessions import Recorder
 
 MAX_EXAMPLES = 5
-
-
-class Recorder:
-    """A SUT session that keeps every answer it hands back (see the module docstring)."""
-
-    def __init__(self, session: SutSession) -> None:
-        self.session = session
-        self._batches: list[list[SampleOutput]] = []
-
-    def run(self, samples: Sequence[Sample]) -> list[SampleOutput]:
-        outs = self.session.run(samples)
-        self._batches.append(outs)  # list.append is atomic: safe from the driver's workers
-        return outs
-
-    def take(self) -> list[SampleOutput]:
-        """The answers since the last take, and forget them."""
-        batches, self._batches = self._batches, []
-        return [o for batch in batches for o in batch]
-
-    def describe(self) -> dict[str, Any]:
-        return self.session.describe()
-
-    def close(self) -> None:
-        self.session.close()
-
-    def __getattr__(self, name: str) -> Any:  # the wrapped session's own methods
-        return getattr(self.session, name)
 
 
 @dataclass

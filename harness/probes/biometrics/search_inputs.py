@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import BadInput
+from harness.probes.biometrics.verify import dev_face_digests
 from harness.probes.speech.records import read_jsonl, sha256_bytes, text_field, unique
 
 GALLERY_COPY = "gallery.jsonl"  # byte copies of the two sets in a task's evidence
@@ -78,6 +79,55 @@ def read_pair(gallery_path: Path, searches_path: Path) -> tuple[list[Entry], lis
 
 def source_of(path: Path, data: bytes) -> dict[str, Any]:
     return {"path": str(path), "sha256": sha256_bytes(data)}
+
+
+def image_digests(
+    gallery_path: Path, gallery: list[Entry], searches_path: Path, searches: list[Entry]
+) -> dict[str, list[str]]:
+    """The sha256 of every gallery and search image, in file order (the evidence keeps
+    them: score() knows the dev faces again by them)."""
+    return {
+        "gallery": [sha256_bytes(image_path(gallery_path, e.image).read_bytes()) for e in gallery],
+        "searches": [
+            sha256_bytes(image_path(searches_path, s.image).read_bytes()) for s in searches
+        ],
+    }
+
+
+def dev_data_reason(
+    items: dict[str, Any], gallery: list[Entry], searches: list[Entry], given: bool
+) -> str:
+    """The invalid_reason of dev data ("" for none). Whether the sets were the lab's is
+    `given` (the run's --dataset names), never what items.json says (ValueError when it
+    says otherwise); a lab set holding any of the dev faces (their PNG digests, computed
+    here: the dev faces do not depend on the run's seed) is dev data too."""
+    claims_dev = items.get("dev_set") is not None
+    if claims_dev == given:
+        raise ValueError(
+            f"items.json says {'the dev set' if claims_dev else 'the lab sets'}, but the run "
+            f"was given {'--dataset gallery and searches' if given else 'no gallery'}"
+        )
+    digests = items.get("image_sha256")
+    if (
+        not isinstance(digests, dict)
+        or not isinstance(digests.get("gallery"), list)
+        or not isinstance(digests.get("searches"), list)
+        or len(digests["gallery"]) != len(gallery)
+        or len(digests["searches"]) != len(searches)
+    ):
+        raise ValueError("items.json holds no image digest per gallery entry and search")
+    if not given:
+        return DEV_REASON
+    dev = dev_face_digests()
+    in_gallery = sum(d in dev for d in digests["gallery"])
+    in_searches = sum(d in dev for d in digests["searches"])
+    if in_gallery or in_searches:
+        return (
+            f"dev data: {in_gallery} gallery and {in_searches} search images are the "
+            "harness's own dev faces (scikit-image's public lfw_subset), whose subjects are "
+            "public"
+        )
+    return ""
 
 
 # ------------------------------------------------------------------ the built-in dev set

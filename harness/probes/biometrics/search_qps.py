@@ -61,12 +61,14 @@ from harness.evidence import EvidenceReader
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.probes.biometrics.search_answers import AnswerCheck, Recorder, pooled, rate
 from harness.probes.biometrics.search_inputs import (
-    DEV_REASON,
     GALLERY_COPY,
     SEARCHES_COPY,
+    dev_data_reason,
+    image_digests,
     image_path,
     parse_enrol,
     read_pair,
+    read_set,
     source_of,
     sut_id,
     write_dev_set,
@@ -86,6 +88,7 @@ from harness.probes.loadgen.logs import (
 from harness.probes.loadgen.runner import Runner
 from harness.probes.loadgen.settings import loadgen_settings
 from harness.probes.sessions import answer_all, open_adapter_session, output_records, stage_inputs
+from harness.probes.speech.records import checked_copy
 from harness.registry import probes
 from harness.schema import Interval, Measurement, Unmeasured
 from harness.stats import median_bounds
@@ -320,6 +323,7 @@ class SearchQpsProbe:
                 )
             gallery_bytes, searches_bytes = gallery_path.read_bytes(), searches_path.read_bytes()
             gallery, searches = read_pair(gallery_path, searches_path)
+            digests = image_digests(gallery_path, gallery, searches_path, searches)
             reference = ctx.session is None and ctx.sut.adapter == "local"
             session: SutSession
             if reference:
@@ -394,6 +398,7 @@ class SearchQpsProbe:
                 "gallery": source_of(gallery_path, gallery_bytes),
                 "searches": source_of(searches_path, searches_bytes),
                 "dev_set": dev,
+                "image_sha256": digests,
                 "enrolled": len(gallery),
                 "queries": {"count": len(samples), "kind": queries, "no_face_found": missed},
             },
@@ -474,6 +479,19 @@ class SearchQpsProbe:
         items = evidence.read_json("items.json")
         sut = evidence.read_json("sut.json")
         enrol = evidence.read_json("enrol.json")
+        # the sets' byte copies, re-parsed: how many entries and searches they hold
+        gallery = read_set(
+            checked_copy(evidence.path(GALLERY_COPY), items["gallery"]["sha256"]),
+            "gallery",
+            check_images=False,
+        )
+        searches = read_set(
+            checked_copy(evidence.path(SEARCHES_COPY), items["searches"]["sha256"]),
+            "search set",
+            check_images=False,
+        )
+        given = args.gallery in ctx.datasets and args.searches in ctx.datasets
+        dev = dev_data_reason(items, gallery, searches, given)
         unmeasured: list[Unmeasured] = []
         if sut.get("adapter") == "outputs":
             reason = (
@@ -490,7 +508,13 @@ class SearchQpsProbe:
                 reported, _ = parse_enrol(enrol["output"])
             except ValueError as error:
                 reasons.append(f"enrolment answer malformed: {error}")
-        enrolled = int(items["enrolled"])
+        # what the harness enrolled is the gallery copy's length, not a count a file states
+        enrolled = len(gallery)
+        if items.get("enrolled") != enrolled:
+            raise ValueError(
+                f"items.json says {items.get('enrolled')} entries enrolled, the gallery copy "
+                f"holds {enrolled}"
+            )
         if reported is not None and reported < args.required_gallery:
             reasons.append(
                 f"gallery size N = {reported:,} as reported by the engine, below the "
@@ -510,8 +534,8 @@ class SearchQpsProbe:
         gallery_check = _gallery_check(sut, enrolled, not_enrolled, reported)
         if gallery_check.get("mismatch"):
             reasons.append(gallery_check["mismatch"])
-        if items.get("dev_set"):
-            reasons.append(DEV_REASON)
+        if dev:
+            reasons.append(dev)
         lgargs = loadgen_args(args)
         runs = read_runs(evidence)
         perfs = performance_repeats(runs)

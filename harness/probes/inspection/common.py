@@ -185,11 +185,11 @@ def write_set(
     ts: TaskSet,
     name: str,
     images: list[dict[str, Any]],
-    copy_images: bool = True,
 ) -> dict[str, Any]:
-    """The manifest's byte copy (and, for a generated dev set with `copy_images`, its
-    images) into the evidence, and the source record score() checks it by."""
-    copied = ts.generated and copy_images
+    """The manifest's byte copy (and, for a generated dev set, its images: a dev set's
+    images are always copied) into the evidence, and the source record score() checks it
+    by."""
+    copied = ts.generated
     evidence.write_bytes(MANIFEST, ts.data)
     if copied:
         for item in ts.items:
@@ -206,14 +206,38 @@ def write_set(
     }
 
 
+def given_set(source: dict[str, Any], name: str, datasets: frozenset[str]) -> bool:
+    """Whether the run was given the set `--dataset name=PATH` (the signed header's
+    `datasets`, never a flag of the evidence); ValueError when the evidence's source record
+    says otherwise (a generated dev set for a given set, or a lab's set where none was
+    given)."""
+    given = name in datasets
+    if source.get("dataset") != name:
+        raise ValueError(f"items.json names the set {source.get('dataset')!r}, not {name!r}")
+    claims_generated = bool(source.get("generated")) or source.get("path") is None
+    if given and claims_generated:
+        raise ValueError(
+            f"items.json says the set was generated, but the run was given --dataset {name}"
+        )
+    if not given and (not claims_generated or not source.get("dev_set")):
+        raise ValueError(
+            f"items.json says the set was the lab's (generated {source.get('generated')!r}, "
+            f"dev_set {source.get('dev_set')!r}), but the run was given no --dataset {name}: "
+            "it ran on the harness's dev set"
+        )
+    return given
+
+
 def read_set(
     evidence: EvidenceReader,
     source: dict[str, Any],
     vocabulary: Sequence[str],
     splits: bool = False,
+    dev: bool = False,
 ) -> list[Item]:
-    """The items, re-read from the manifest's copy (its sha256 checked, and the images' for
-    a dev set whose images were copied)."""
+    """The items, re-read from the manifest's copy (its sha256 checked); on a dev set
+    (`dev`: the run was given no `--dataset` for it) the images must have been copied and
+    every copy's sha256 must be the one recorded (ValueError otherwise)."""
     path = evidence.path(MANIFEST)
     if sha256_bytes(path.read_bytes()) != source["sha256"]:
         raise ValueError(f"{MANIFEST}: sha256 differs from the one recorded")
@@ -221,22 +245,34 @@ def read_set(
     recorded = source["images"]
     if [r["id"] for r in recorded] != [i.id for i in items]:
         raise ValueError("the recorded images do not follow the manifest's copy")
+    if dev and source.get("images_copied") is not True:
+        raise ValueError(
+            "items.json says the dev set's images were not copied: a dev set's images are "
+            "always copied into the evidence"
+        )
     if source.get("images_copied"):
         for item, r in zip(items, recorded, strict=True):
-            if (
-                sha256_bytes(evidence.path(f"{SET_DIR}/{item.image_as_given}").read_bytes())
-                != r["sha256"]
-            ):
+            copy = evidence.path(f"{SET_DIR}/{item.image_as_given}")
+            if not copy.is_file():
+                raise ValueError(f"{SET_DIR}/{item.image_as_given}: the image's copy is missing")
+            if sha256_bytes(copy.read_bytes()) != r["sha256"]:
                 raise ValueError(f"{SET_DIR}/{item.image_as_given}: sha256 differs")
     return items
 
 
-def dev_reason(source: dict[str, Any], dev: DevSpec) -> str:
-    """invalid_reason of a figure on the dev set (generated, or a byte copy of its
-    manifest), or on a set holding any of the harness's dev images."""
-    if source.get("dev_set") or source["sha256"] == sha256_bytes(dev.manifest()):
+def dev_reason(source: dict[str, Any], dev: DevSpec, given: bool) -> str:
+    """invalid_reason of a figure on the dev set (`given` False: the run was given no
+    `--dataset` for it; or a byte copy of its manifest), or on a set holding any of the
+    harness's dev images (found at collect time, or whose recorded sha256 is that of an
+    image the harness generates for this dev set: regenerated here)."""
+    if not given or source["sha256"] == sha256_bytes(dev.manifest()):
         return DEV_SET_REASON.format(name=source["dataset"])
-    hits = source.get("dev_images") or []
+    hits = list(source.get("dev_images") or [])
+    found = {h["id"] for h in hits}
+    known = dev.digests()
+    for r in source["images"]:
+        if r["id"] not in found and r["sha256"] in known:
+            hits.append({"id": r["id"], "why": "the bytes of a generated dev image"})
     if hits:
         first = ", ".join(f"{h['id']} ({h['why']})" for h in hits[:3])
         return DEV_DATA_REASON.format(

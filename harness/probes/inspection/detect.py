@@ -5,9 +5,11 @@ collect: the set (`--dataset inspection=PATH`, else a seeded dev set generated n
 harness.refengines.inspection); the SUT gets copies of the images under opaque names in a
 folder of their own (Sample.data = Sample.path = the copy's path) and answers each with JSON
 `{"defective": bool, "defects"?: [{"type"}], "dimensions"?: {name: mm}}`. The whole set goes
-through the session `repeats` times, in the same order. Only once the session is closed do
-the manifest's byte copy (and a dev set's images), the images' sha256 and the answers reach
-the evidence.
+through the session `repeats` times; every run gets fresh copies under fresh random names in
+a fresh folder, in an order of its own (a permutation seeded by the run's seed and the
+run's number, recorded in the evidence), so that an answer cached by path, name or position
+is not an answer repeated. Only once the session is closed do the manifest's byte copy (and
+a dev set's images), the images' sha256 and the answers reach the evidence.
 
 score (evidence only; the manifest re-read from its copy), on the first run's answers:
 - `miss_rate`: defective images answered good, of the defective images (exact one-sided
@@ -16,29 +18,48 @@ score (evidence only; the manifest re-read from its copy), on the first run's an
   malformed answer counts as an alarm);
 - `recall_<type>` for each of `report_types`: images holding a defect of that type whose
   answer names the type, of those images;
-- `mixed_recall`: images holding two or more defect types whose answer names every one;
+- `precision_<type>` for each of `report_types`: images whose answer names the type that
+  really hold it, of the images whose answer names it (naming every type on every image
+  buys recall, not precision);
+- `mixed_recall`: images holding two or more defect types whose answer names exactly their
+  types (the set named equals the true set: naming more is not naming right);
 - `mixed_types_passing`: defect types present in `min_type_images` images or more whose recall
-  lower bound clears `min_type_recall_pct` (an exact count of types that passed);
+  lower bound and precision lower bound both clear `min_type_recall_pct` (an exact count of
+  types that passed);
 - `dimension_within_tolerance`: (image, dimension) pairs of the set's `dimensions` whose
   answered value is within `tolerance_mm` (a missing value counts as outside), with
-  `dimension_mae_mm` and `dimension_max_error_mm` over the answered ones;
+  `dimension_mae_mm` and `dimension_max_error_mm` over the answered ones (the largest error
+  a sample statistic with no bound: it cannot decide a target);
 and over all runs:
 - `repeatability`: images whose decision (defective, and the set of types named) is the same
   in every run (a failure in any run counts as a change);
-- `dimension_spread_mm`: the largest max - min of an answered dimension of an image across
-  the runs (the SD per dimension in the details); a dimension answered in some runs only is
-  counted in the details as inconsistent.
-A figure on the dev set (or a byte copy of its manifest) carries an invalid_reason.
+- `dimension_spread_mm`: the `spread_quantile` (95 %) quantile, nearest rank, of the spreads
+  (max - min across the runs) of an image's TRUE dimension (a name on its line), over the
+  (image, dimension) pairs answered in every run, with an order-statistic upper bound on
+  that quantile (the j-th smallest of n spreads, P(Binomial(n, q) <= j - 1) >= confidence;
+  none, "need N", below n = 59 at 95 %); the largest spread and the SD per dimension in the
+  details. A sample statistic, never `exact`. A dimension the image does not have is
+  ignored (counted in the details), one answered in some runs only is counted as
+  inconsistent (and makes the figure invalid).
+Whether the set is a dev set is what the run was given (ScoreContext.datasets, the signed
+header), never a flag of the evidence. A figure on the dev set (or a byte copy of its
+manifest, or a set holding any dev image: the bytes or pixels of a generated one, or a
+picture of a dev part) carries an invalid_reason.
 """
 
 from __future__ import annotations
 
+import math
+import shutil
 import statistics
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+from scipy.stats import binom
 
 from harness.adapters.protocol import Sample
 from harness.evidence import EvidenceReader
@@ -47,17 +68,19 @@ from harness.probes.inspection.common import (
     DevSpec,
     describe,
     dev_reason,
+    given_set,
     image_digests,
     open_session,
     read_set,
+    stage_shuffled,
     task_set,
     write_set,
 )
 from harness.probes.inspection.manifest import Answer, Item, parse_answer, read_manifest
-from harness.probes.sessions import answer_all, output_records, stage_inputs
+from harness.probes.sessions import answer_all, output_records
 from harness.probes.speech.records import NOT_ANSWERED_REASON, all_unanswered
 from harness.registry import probes
-from harness.schema import Measurement, Unmeasured
+from harness.schema import Interval, Measurement, Unmeasured
 from harness.scoring.accuracy import accuracy_percent
 from harness.stats import clopper_pearson
 
@@ -74,6 +97,9 @@ class DetectArgs(BaseModel):
     min_type_images: int = Field(default=10, ge=1)
     min_type_recall_pct: float = Field(default=90.0, ge=0, le=100)
     tolerance_mm: float = Field(default=0.1, gt=0)
+    # the quantile of the per-(image, dimension) spread across the runs that
+    # dimension_spread_mm estimates and bounds (order statistic)
+    spread_quantile: float = Field(default=0.95, gt=0, lt=1)
     batch_size: int = Field(default=16, ge=1, le=4096)
     dev_part: str = "brick"
     dev_seed: int = 0
@@ -88,6 +114,22 @@ def _recall_id(kind: str) -> str:
     return f"recall_{kind}"
 
 
+def _precision_id(kind: str) -> str:
+    return f"precision_{kind}"
+
+
+SHUFFLE_RULE = (
+    "numpy.random.default_rng([seed mod 2**32, 14, run]).permutation(n): run r sends the "
+    "images in the order order[r] (item indices)"
+)
+
+
+def run_order(n: int, seed: int, run: int) -> list[int]:
+    """The order (item indices) run `run` sends the set's `n` images in."""
+    rng = np.random.default_rng([int(seed) % 2**32, 14, run])
+    return [int(k) for k in rng.permutation(n)]
+
+
 @probes.register("inspection.detect")
 class DetectProbe:
     name: ClassVar[str] = "inspection.detect"
@@ -98,6 +140,7 @@ class DetectProbe:
         assert isinstance(args, DetectArgs)
         names = {"miss_rate": "%", "false_alarm_rate": "%"}
         names.update({_recall_id(t): "%" for t in args.report_types})
+        names.update({_precision_id(t): "%" for t in args.report_types})
         names.update(
             {
                 "mixed_recall": "%",
@@ -132,36 +175,51 @@ class DetectProbe:
             ts = task_set(ctx, args.dataset, args.dev(), Path(tmp), args.defect_types)
             digests = image_digests(ts.items)
             session, sut = open_session(ctx, ts)
+            paths = [i.image for i in ts.items]
+            orders = [run_order(len(paths), ctx.seed, r) for r in range(args.repeats)]
             runs = []
             try:
                 sut.update(describe(session))
-                staged = stage_inputs([i.image for i in ts.items], Path(stage_dir))
-                samples = [Sample(k, str(p), str(p)) for k, p in enumerate(staged)]
-                for r in range(args.repeats):
+                for r, order in enumerate(orders):
                     ctx.progress(f"run {r + 1} of {args.repeats}")
+                    # fresh copies, fresh names, a fresh folder and an order of its own
+                    folder, staged = stage_shuffled(paths, Path(stage_dir), order)
+                    samples = [Sample(n, str(p), str(p)) for n, p in enumerate(staged)]
                     runs.append(answer_all(session, samples, args.batch_size))
+                    shutil.rmtree(folder, ignore_errors=True)
             finally:
                 session.close()
             # references reach the evidence only now, with the session closed
             ctx.progress("record the answers")
             source = write_set(ctx.evidence, ts, args.dataset, digests)
-        ids = [i.id for i in ts.items]
-        records = [output_records(ids, outs) for outs in runs]
+        records = [
+            output_records([ts.items[k].id for k in order], outs)
+            for order, outs in zip(orders, runs, strict=True)
+        ]
         ctx.evidence.write_json("items.json", {"source": source})
         ctx.evidence.write_json("sut.json", sut)
-        ctx.evidence.write_json("outputs.json", {"runs": records})
+        ctx.evidence.write_json(
+            "outputs.json",
+            {
+                "seed": ctx.seed,
+                "shuffle": SHUFFLE_RULE,
+                "runs": [
+                    {"order": order, "records": recs}
+                    for order, recs in zip(orders, records, strict=True)
+                ],
+            },
+        )
         return _failures(records, sut)
 
     def score(self, evidence: EvidenceReader, ctx: ScoreContext) -> ScoreResult:
         args = ctx.args
         assert isinstance(args, DetectArgs)
         source = evidence.read_json("items.json")["source"]
-        items = read_set(evidence, source, args.defect_types)
+        # a dev set or the lab's: what the run was given (the signed header), not a flag
+        given = given_set(source, args.dataset, ctx.datasets)
+        items = read_set(evidence, source, args.defect_types, dev=not given)
         sut = evidence.read_json("sut.json")
-        runs: list[list[dict[str, Any]]] = evidence.read_json("outputs.json")["runs"]
-        for records in runs:
-            if [r["id"] for r in records] != [i.id for i in items]:
-                raise ValueError("outputs.json does not answer the set id for id")
+        runs = _in_item_order(evidence.read_json("outputs.json")["runs"], items)
         if all_unanswered(runs[0], sut, lambda k, o: isinstance(parse_answer(o), Answer)):
             return ScoreResult(
                 [], [Unmeasured(id=m, reason=NOT_ANSWERED_REASON) for m in self.metrics(args)]
@@ -171,13 +229,37 @@ class DetectProbe:
         what = f"{len(items)} images of the set (sha256 {source['sha256'][:12]}), answered by {who}"
         figures = _detection(items, answers[0], args, ctx.confidence, what)
         figures += _measurement(items, answers[0], args, ctx.confidence, what)
-        figures += _repeatability(items, answers, ctx.confidence, what, args.tolerance_mm)
+        figures += _repeatability(items, answers, ctx.confidence, what, args)
         measurements = [f for f in figures if isinstance(f, Measurement)]
         unmeasured = [f for f in figures if isinstance(f, Unmeasured)]
-        invalid = dev_reason(source, args.dev())
+        invalid = dev_reason(source, args.dev(), given)
         if invalid:
-            measurements = [m.model_copy(update={"invalid_reason": invalid}) for m in measurements]
+            measurements = [
+                m.model_copy(update={"invalid_reason": _joined(m.invalid_reason, invalid)})
+                for m in measurements
+            ]
         return ScoreResult(measurements, unmeasured)
+
+
+def _joined(*reasons: str) -> str:
+    return "; ".join(r for r in reasons if r)
+
+
+def _in_item_order(runs: list[dict[str, Any]], items: list[Item]) -> list[list[dict[str, Any]]]:
+    """Each run's records in the set's order, by the run's recorded order (checked: a
+    permutation of the set, the records' ids those of the items in that order)."""
+    out = []
+    for r, run in enumerate(runs):
+        order, records = run["order"], run["records"]
+        if sorted(order) != list(range(len(items))):
+            raise ValueError(f"outputs.json: run {r + 1}'s order is not a permutation of the set")
+        if [x["id"] for x in records] != [items[k].id for k in order]:
+            raise ValueError(f"outputs.json: run {r + 1} does not answer the set id for id")
+        by_item: list[dict[str, Any]] = [{}] * len(items)
+        for k, record in zip(order, records, strict=True):
+            by_item[k] = record
+        out.append(by_item)
+    return out
 
 
 def _answer(record: dict[str, Any]) -> Answer | str:
@@ -287,18 +369,29 @@ def _detection(
                 f"image with a {kind} defect",
             )
         )
+    precise = type_precision(items, answers)
+    for kind in args.report_types:
+        out.append(
+            precision_figure(_precision_id(kind), kind, precise, confidence, f"{what} (first run)")
+        )
     mixed = [(i, a) for i, a in defective if len(set(i.types)) >= 2]
+    exact = sum(isinstance(a, Answer) and set(i.types) == a.types for i, a in mixed)
     named_all = sum(isinstance(a, Answer) and set(i.types) <= a.types for i, a in mixed)
     out.append(
         rate(
             "mixed_recall",
-            named_all,
+            exact,
             len(mixed),
             confidence,
-            f"images holding two or more defect types whose answer names every one of them, "
-            f"of the {len(mixed)} such images; {what} (first run)",
-            {"named_every_type": named_all, "mixed_images": len(mixed)},
-            "naming every type",
+            f"images holding two or more defect types whose answer names exactly their types "
+            f"(the set of types named equals the true set), of the {len(mixed)} such images; "
+            f"{what} (first run)",
+            {
+                "named_exactly": exact,
+                "named_every_type_and_more": named_all - exact,
+                "mixed_images": len(mixed),
+            },
+            "naming exactly the true types",
             "image with two or more defect types",
         )
     )
@@ -306,8 +399,19 @@ def _detection(
     table = {}
     for kind, (hit, n) in sorted(per_type.items()):
         low = 100.0 * clopper_pearson(hit, n, confidence).lower
-        ok = n >= args.min_type_images and low >= args.min_type_recall_pct
-        table[kind] = {"named": hit, "images": n, "recall_low_pct": low, "passes": ok}
+        right, named = precise.get(kind, (0, 0))
+        p_low = 100.0 * clopper_pearson(right, named, confidence).lower if named else 0.0
+        level = args.min_type_recall_pct
+        ok = n >= args.min_type_images and low >= level and named > 0 and p_low >= level
+        table[kind] = {
+            "named": hit,
+            "images": n,
+            "recall_low_pct": low,
+            "answers_naming": named,
+            "answers_naming_rightly": right,
+            "precision_low_pct": p_low,
+            "passes": ok,
+        }
         if ok:
             passing.append(kind)
     out.append(
@@ -319,13 +423,59 @@ def _detection(
             repeats=1,
             method=(
                 f"defect types present in >= {args.min_type_images} images of the mixed set "
-                f"whose recall lower bound ({confidence:.0%} one-sided Clopper-Pearson) is >= "
-                f"{args.min_type_recall_pct:g} %; {what} (first run)"
+                f"whose recall lower bound and precision lower bound ({confidence:.0%} "
+                f"one-sided Clopper-Pearson) are both >= {args.min_type_recall_pct:g} %; "
+                f"{what} (first run)"
             ),
-            details={"types": table, "passing": passing, "present": sorted(per_type)},
+            details={
+                "types": table,
+                "passing": passing,
+                "present": sorted(per_type),
+                "named_but_absent": sorted(set(precise) - set(per_type)),
+            },
         )
     )
     return out
+
+
+def type_precision(
+    items: Sequence[Any], answers: Sequence[Answer | str]
+) -> dict[str, tuple[int, int]]:
+    """Per type named in an answer: (answers naming it whose item holds it, answers naming
+    it), over every item, good ones included."""
+    out: dict[str, list[int]] = {}
+    for item, a in zip(items, answers, strict=True):
+        if not isinstance(a, Answer):
+            continue
+        for kind in a.types:
+            tally = out.setdefault(kind, [0, 0])
+            tally[0] += kind in item.types
+            tally[1] += 1
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def precision_figure(
+    metric: str,
+    kind: str,
+    precise: dict[str, tuple[int, int]],
+    confidence: float,
+    what: str,
+    noun: str = "images",
+) -> Measurement | Unmeasured:
+    right, named = precise.get(kind, (0, 0))
+    if named == 0:
+        return Unmeasured(id=metric, reason=f"no answer names {kind}")
+    return accuracy_percent(
+        metric,
+        right,
+        named,
+        confidence,
+        f"{noun} whose answer names {kind} that really hold a {kind}, of the {named} "
+        f"{noun} whose answer names it; {what}",
+        {"named": named, "holding_it": right},
+        counted=f"really holding a {kind}",
+        noun=f"{noun} answered {kind}",
+    )
 
 
 def _measurement(
@@ -404,12 +554,38 @@ def _measurement(
             unit="mm",
             n=len(errors),
             repeats=1,
-            method=f"largest |answered - true| over the {len(errors)} answered dimensions; {what}",
+            method=f"largest |answered - true| over the {len(errors)} answered dimensions; "
+            f"{what}; the largest error of this sample of images, a sample statistic with no "
+            "confidence bound (it cannot decide a target)",
             details=details,
-            exact="the largest error observed over the recorded answers (no sampling bound)",
         )
     )
     return out
+
+
+def quantile_upper_bound(
+    samples: Sequence[float], q: float, confidence: float
+) -> tuple[int, float] | None:
+    """(j, the j-th smallest sample): the smallest order statistic that is a one-sided
+    upper bound at `confidence` on the `q` quantile of the samples' distribution
+    (P(X_(j) >= x_q) = P(Binomial(n, q) <= j - 1) >= confidence); None when even the
+    largest is not (n too small: see pairs_for_quantile_bound)."""
+    n = len(samples)
+    if n == 0:
+        return None
+    ordered = sorted(samples)
+    cdf = binom.cdf(np.arange(n), n, q)  # cdf[j - 1] = P(Binomial(n, q) <= j - 1)
+    hits = np.nonzero(cdf >= confidence)[0]
+    if hits.size == 0:
+        return None
+    j = int(hits[0]) + 1
+    return j, ordered[j - 1]
+
+
+def pairs_for_quantile_bound(q: float, confidence: float) -> int:
+    """The fewest samples whose largest bounds the `q` quantile at `confidence`
+    (1 - q**n >= confidence)."""
+    return max(1, math.ceil(math.log(1.0 - confidence) / math.log(q) - 1e-12))
 
 
 def _repeatability(
@@ -417,13 +593,14 @@ def _repeatability(
     runs: list[list[Answer | str]],
     confidence: float,
     what: str,
-    tolerance_mm: float,
+    args: DetectArgs,
 ) -> list[Measurement | Unmeasured]:
     same = 0
     changed: list[str] = []
     spreads: list[float] = []
     per_name: dict[str, list[float]] = {}
     inconsistent = 0
+    ignored = 0  # (image, name) answered in some run, not a dimension the image has
     for k, item in enumerate(items):
         answers = [run[k] for run in runs]
         ok = all(isinstance(a, Answer) for a in answers)
@@ -433,9 +610,12 @@ def _repeatability(
         else:
             changed.append(item.id)
         good = [a for a in answers if isinstance(a, Answer)]
-        names = set().union(*(a.dimensions for a in good)) if good else set()
-        for name in sorted(names):
+        answered = set().union(*(a.dimensions for a in good)) if good else set()
+        ignored += len(answered - set(item.dimensions))
+        for name in sorted(set(item.dimensions)):
             values = [a.dimensions[name] for a in good if name in a.dimensions]
+            if not values:
+                continue
             if len(values) != len(runs):
                 inconsistent += 1
                 continue
@@ -450,54 +630,85 @@ def _repeatability(
             len(items),
             confidence,
             f"images whose decision (defective, and the set of defect types named) is the same "
-            f"in all {n_runs} runs of the set through one session, of {len(items)}; a failed "
-            f"or malformed answer in any run counts as a change; {what}",
+            f"in all {n_runs} runs of the set through one session (each run fresh copies "
+            f"under fresh names, in an order of its own), of {len(items)}; a failed or "
+            f"malformed answer in any run counts as a change; {what}",
             {"runs": n_runs, "identical": same, "changed_ids": changed[:50]},
             counted="identical in every run",
         )
     ]
     if not spreads:
-        reason = "no dimension was answered in every run"
+        reason = "no true dimension of the set (`dimensions` of a line) was answered in every run"
         out.append(Unmeasured(id="dimension_spread_mm", reason=reason))
         out.append(Unmeasured(id="dimension_spread_pct", reason=reason))
         return out
+    reasons = []
+    if inconsistent:
+        reasons.append(f"{inconsistent} (image, dimension) pairs were answered in some runs only")
+    q = args.spread_quantile
+    bound = quantile_upper_bound(spreads, q, confidence)
+    ordered = sorted(spreads)
+    estimate = ordered[max(1, math.ceil(q * len(ordered))) - 1]  # nearest rank
+    least = pairs_for_quantile_bound(q, confidence)
+    rule = (
+        f"order statistic: the j-th smallest of n spreads is a {confidence:.0%} one-sided upper "
+        f"bound on their {q:.0%} quantile when P(Binomial(n, {q:g}) <= j - 1) >= "
+        f"{confidence:g}; no distribution assumed, the (image, dimension) pairs taken as "
+        "independent draws of the lab's parts"
+    )
+    ci = Interval(
+        low=None,
+        high=None if bound is None else bound[1],
+        confidence=confidence,
+        method=rule,
+        need=(
+            ""
+            if bound is not None
+            else f"need {least} (image, true dimension) pairs answered in every run for a "
+            f"bound on the {q:.0%} quantile, have {len(spreads)}: repeat on a set with more "
+            "measured dimensions for a bound"
+        ),
+    )
     spread_mm = Measurement(
-            id="dimension_spread_mm",
-            value=max(spreads),
-            unit="mm",
-            n=len(spreads),
-            repeats=n_runs,
-            method=(
-                f"largest max - min of an image's answered dimension across the {n_runs} runs, "
-                f"over {len(spreads)} (image, dimension) pairs answered in every run; {what}"
-            ),
-            details={
-                "runs": n_runs,
-                "pairs": len(spreads),
-                "answered_in_some_runs_only": inconsistent,
-                "per_dimension_sd_mm": {
-                    name: {"mean": statistics.fmean(sd), "max": max(sd), "pairs": len(sd)}
-                    for name, sd in sorted(per_name.items())
-                },
+        id="dimension_spread_mm",
+        value=estimate,
+        unit="mm",
+        n=len(spreads),
+        repeats=n_runs,
+        ci=ci,
+        method=(
+            f"the {q:.0%} quantile (nearest rank) of the spreads (max - min of an image's "
+            f"answered true dimension across the {n_runs} runs) over {len(spreads)} (image, "
+            f"dimension of its line) pairs answered in every run, with an upper bound on the "
+            f"{q:.0%} quantile of the spread over {n_runs} runs ({rule}); the largest spread "
+            f"seen is in the details (a sample statistic, no bound); {what}"
+        ),
+        details={
+            "runs": n_runs,
+            "pairs": len(spreads),
+            "quantile": q,
+            "largest_spread_mm": ordered[-1],
+            "bound_order_statistic": None if bound is None else bound[0],
+            "pairs_for_a_bound": least,
+            "answered_in_some_runs_only": inconsistent,
+            "ignored_not_a_true_dimension": ignored,
+            "per_dimension_sd_mm": {
+                name: {"mean": statistics.fmean(sd), "max": max(sd), "pairs": len(sd)}
+                for name, sd in sorted(per_name.items())
             },
-            exact=(
-                "the largest spread observed over the recorded answers of every run (no "
-                "sampling bound)"
-            ),
-            invalid_reason=(
-                f"{inconsistent} (image, dimension) pairs were answered in some runs only"
-                if inconsistent
-                else ""
-            ),
-        )
-    band = 2 * tolerance_mm
+        },
+        invalid_reason="; ".join(reasons),
+    )
+    band = 2 * args.tolerance_mm
+    pct = 100.0 / band
     spread_pct = spread_mm.model_copy(
         update={
             "id": "dimension_spread_pct",
-            "value": 100.0 * spread_mm.value / band,
+            "value": pct * spread_mm.value,
             "unit": "%",
+            "ci": ci.model_copy(update={"high": None if ci.high is None else pct * ci.high}),
             "method": f"{spread_mm.method}, as % of the {band:g} mm tolerance band "
-            f"(+/- {tolerance_mm:g} mm)",
+            f"(+/- {args.tolerance_mm:g} mm)",
         }
     )
     return [*out, spread_mm, spread_pct]

@@ -35,6 +35,7 @@ from harness.probes.inspection.common import (
     DevSpec,
     describe,
     dev_reason,
+    given_set,
     image_digests,
     read_set,
     task_set,
@@ -178,7 +179,9 @@ class FewshotProbe:
         args = ctx.args
         assert isinstance(args, FewshotArgs)
         source = evidence.read_json("items.json")["source"]
-        items = read_set(evidence, source, args.defect_types, splits=True)
+        # a dev set or the lab's: what the run was given (the signed header), not a flag
+        given = given_set(source, args.dataset, ctx.datasets)
+        items = read_set(evidence, source, args.defect_types, splits=True, dev=not given)
         sut = evidence.read_json("sut.json")
         records: list[dict[str, Any]] = evidence.read_json("outputs.json")
         train = [i for i in items if i.split == "train"]
@@ -245,7 +248,7 @@ class FewshotProbe:
         reasons = []
         if records[0]["error"]:
             reasons.append(f"the training sample failed: {records[0]['error']}")
-        invalid = dev_reason(source, args.dev())
+        invalid = dev_reason(source, args.dev(), given)
         if invalid:
             reasons.append(invalid)
         measurements = [f for f in figures if isinstance(f, Measurement)]

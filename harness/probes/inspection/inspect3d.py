@@ -19,8 +19,11 @@ score (evidence only; the manifest re-read from its copy):
   names the type, of those maps;
 - `depth_within_tolerance`: (map, dimension) pairs of the set's true `depth_mm` / `height_mm`
   whose answered value of the same name is within `tolerance_mm` (a missing value counts as
-  outside), with `depth_mae_mm` and `depth_max_error_mm` over the answered ones.
-A figure on the dev set (or a byte copy of its manifest) carries an invalid_reason.
+  outside), with `depth_mae_mm` and `depth_max_error_mm` over the answered ones;
+- `precision_<type>` for each of `report_types`: maps whose answer names the type that really
+  hold it, of the maps whose answer names it.
+A figure on the dev set (or a byte copy of its manifest, or a set holding any map whose bytes
+or heights are those of a generated dev map) carries an invalid_reason.
 """
 
 from __future__ import annotations
@@ -41,10 +44,10 @@ from harness.adapters.protocol import Sample, SutSession
 from harness.errors import BadInput
 from harness.evidence import EvidenceReader, EvidenceWriter
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
-from harness.probes.inspection.common import describe
-from harness.probes.inspection.detect import rate
+from harness.probes.inspection.common import describe, given_set
+from harness.probes.inspection.detect import precision_figure, rate, type_precision
 from harness.probes.inspection.heightmaps import HeightItem, load_map, read_height_manifest
-from harness.probes.inspection.manifest import Answer, parse_answer
+from harness.probes.inspection.manifest import Answer, array_digest, parse_answer
 from harness.probes.sessions import answer_all, open_adapter_session, output_records, stage_inputs
 from harness.probes.speech.records import NOT_ANSWERED_REASON, all_unanswered
 from harness.refengines import inspection3d as ref
@@ -59,6 +62,11 @@ DEV_SET_REASON = (
     "harness dev set (seeded synthetic height maps: a tilted, wavy, noisy surface with drawn "
     "dents, bumps and scratches, generated at collect time): its labels are public; a "
     "verdict needs the lab's labelled set via --dataset {name}=PATH"
+)
+DEV_DATA_REASON = (
+    "dev data: {count} of the set's {total} height maps are the harness's own dev maps (the "
+    "bytes or the heights of a map it generates for this task; first: {first}): their labels "
+    "are public; a verdict needs the lab's own scans via --dataset {name}=PATH"
 )
 
 
@@ -78,6 +86,16 @@ class Dev3D:
     def manifest(self) -> bytes:
         """The manifest's bytes (the truth is drawn, no map is rendered with noise)."""
         return ref.manifest_bytes(self.specs())
+
+    def digests(self) -> set[str]:
+        """The sha256 of the .npy bytes and of the heights (float64 mm) of every map the
+        harness generates for this dev set."""
+        out: set[str] = set()
+        for spec in self.specs():
+            heights = ref.render(spec)
+            out.add(sha256_bytes(ref.npy_bytes(heights)))
+            out.add(array_digest(heights.astype(np.float64)))
+        return out
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -114,6 +132,19 @@ class MapSet:
     items: list[HeightItem]
     dev: Dev3D | None  # the dev set this is (generated, or a byte copy of its manifest)
     generated: bool
+    dev_maps: tuple[dict[str, str], ...] = ()  # a lab set's maps that are dev maps
+
+
+def dev_maps(items: Sequence[HeightItem], manifest: Path, dev: Dev3D) -> tuple[dict[str, str], ...]:
+    """The items whose map has the bytes, or the heights in mm, of a generated dev map."""
+    known = dev.digests()
+    found = []
+    for item in items:
+        if sha256_bytes(item.map.read_bytes()) in known:
+            found.append({"id": item.id, "why": "the bytes of a generated dev map"})
+        elif array_digest(load_map(item, manifest)) in known:
+            found.append({"id": item.id, "why": "the heights of a generated dev map"})
+    return tuple(found)
 
 
 def _recall_id(kind: str) -> str:
@@ -130,7 +161,8 @@ def map_set(ctx: CollectContext, args: Inspect3dArgs, folder: Path) -> MapSet:
         data = given.read_bytes()
         items = read_height_manifest(given, args.defect_types)
         same = sha256_bytes(data) == sha256_bytes(dev.manifest())
-        return MapSet(given, data, items, dev if same else None, False)
+        hits = () if same else dev_maps(items, given, dev)
+        return MapSet(given, data, items, dev if same else None, False, hits)
     manifest = ref.write_set(folder, dev.specs())
     items = read_height_manifest(manifest, args.defect_types)
     return MapSet(manifest, manifest.read_bytes(), items, dev, True)
@@ -167,14 +199,16 @@ def write_set(evidence: EvidenceWriter, ms: MapSet, args: Inspect3dArgs) -> dict
         "generated": ms.generated,
         "maps_copied": ms.generated,
         "maps": maps,
+        "dev_maps": list(ms.dev_maps),
     }
 
 
 def read_set(
-    evidence: EvidenceReader, source: dict[str, Any], vocabulary: Sequence[str]
+    evidence: EvidenceReader, source: dict[str, Any], vocabulary: Sequence[str], dev: bool
 ) -> list[HeightItem]:
-    """The items, re-read from the manifest's copy (its sha256 checked, and the maps' of a
-    dev set whose maps were copied)."""
+    """The items, re-read from the manifest's copy (its sha256 checked); on a dev set
+    (`dev`: the run was given no `--dataset` for it) the maps must have been copied and every
+    copy's sha256 must be the one recorded (ValueError otherwise)."""
     path = evidence.path(MANIFEST)
     if sha256_bytes(path.read_bytes()) != source["sha256"]:
         raise ValueError(f"{MANIFEST}: sha256 differs from the one recorded")
@@ -182,17 +216,39 @@ def read_set(
     recorded = source["maps"]
     if [r["id"] for r in recorded] != [i.id for i in items]:
         raise ValueError("the recorded maps do not follow the manifest's copy")
+    if dev and source.get("maps_copied") is not True:
+        raise ValueError(
+            "items.json says the dev set's maps were not copied: a dev set's maps are always "
+            "copied into the evidence"
+        )
     if source.get("maps_copied"):
         for item, r in zip(items, recorded, strict=True):
             copy = evidence.path(f"{SET_DIR}/{item.map_as_given}")
+            if not copy.is_file():
+                raise ValueError(f"{SET_DIR}/{item.map_as_given}: the map's copy is missing")
             if sha256_bytes(copy.read_bytes()) != r["sha256"]:
                 raise ValueError(f"{SET_DIR}/{item.map_as_given}: sha256 differs")
     return items
 
 
-def dev_reason(source: dict[str, Any], dev: Dev3D) -> str:
-    if source.get("dev_set") or source["sha256"] == sha256_bytes(dev.manifest()):
+def dev_reason(source: dict[str, Any], dev: Dev3D, given: bool) -> str:
+    """invalid_reason of a figure on the dev set (`given` False: the run was given no
+    `--dataset` for it; or a byte copy of its manifest), or on a set holding a dev map
+    (found at collect time, or whose recorded sha256 is that of a map the harness generates
+    for this dev set: regenerated here)."""
+    if not given or source["sha256"] == sha256_bytes(dev.manifest()):
         return DEV_SET_REASON.format(name=source["dataset"])
+    hits = list(source.get("dev_maps") or [])
+    found = {h["id"] for h in hits}
+    known = dev.digests()
+    for r in source["maps"]:
+        if r["id"] not in found and r["sha256"] in known:
+            hits.append({"id": r["id"], "why": "the bytes of a generated dev map"})
+    if hits:
+        first = ", ".join(f"{h['id']} ({h['why']})" for h in hits[:3])
+        return DEV_DATA_REASON.format(
+            count=len(hits), total=len(source["maps"]), first=first, name=source["dataset"]
+        )
     return ""
 
 
@@ -206,6 +262,7 @@ class Inspect3dProbe:
         assert isinstance(args, Inspect3dArgs)
         names = {"miss_rate": "%", "false_alarm_rate": "%"}
         names.update({_recall_id(t): "%" for t in args.report_types})
+        names.update({f"precision_{t}": "%" for t in args.report_types})
         names.update(
             {"depth_within_tolerance": "%", "depth_mae_mm": "mm", "depth_max_error_mm": "mm"}
         )
@@ -253,7 +310,9 @@ class Inspect3dProbe:
         args = ctx.args
         assert isinstance(args, Inspect3dArgs)
         source = evidence.read_json("items.json")["source"]
-        items = read_set(evidence, source, args.defect_types)
+        # a dev set or the lab's: what the run was given (the signed header), not a flag
+        given = given_set(source, args.dataset, ctx.datasets)
+        items = read_set(evidence, source, args.defect_types, dev=not given)
         sut = evidence.read_json("sut.json")
         records: list[dict[str, Any]] = evidence.read_json("outputs.json")["records"]
         if [r["id"] for r in records] != [i.id for i in items]:
@@ -272,7 +331,7 @@ class Inspect3dProbe:
         figures += _depth(items, answers, args, ctx.confidence, what)
         measurements = [f for f in figures if isinstance(f, Measurement)]
         unmeasured = [f for f in figures if isinstance(f, Unmeasured)]
-        invalid = dev_reason(source, args.dev())
+        invalid = dev_reason(source, args.dev(), given)
         if invalid:
             measurements = [m.model_copy(update={"invalid_reason": invalid}) for m in measurements]
         return ScoreResult(measurements, unmeasured)
@@ -361,6 +420,11 @@ def _detection(
                 f"height map with a {kind}",
             )
         )
+    precise = type_precision(items, answers)
+    for kind in args.report_types:
+        out.append(
+            precision_figure(f"precision_{kind}", kind, precise, confidence, what, "height maps")
+        )
     return out
 
 
@@ -443,9 +507,9 @@ def _depth(
             n=len(errors),
             repeats=1,
             method=f"largest |answered - true| over the {len(errors)} answered depths and "
-            f"heights; {what}",
+            f"heights; {what}; the largest error of this sample of maps, a sample statistic "
+            "with no confidence bound (it cannot decide a target)",
             details=details,
-            exact="the largest error observed over the recorded answers (no sampling bound)",
         )
     )
     return out
