@@ -210,13 +210,20 @@ def _no_pass_bought_with_a_partner(
     partners = {ind.id: ind.trades_off_with for ind in indicators}
     out: list[Verdict] = []
     for verdict in verdicts:
-        failed = [p for p in partners.get(verdict.indicator, []) if status.get(p) == "FAIL"]
+        # a partner that FAILs, or that the set could not measure at all (a miss rate on a
+        # set without good parts), leaves this figure unearned
+        failed = [
+            p
+            for p in partners.get(verdict.indicator, [])
+            if status.get(p) in ("FAIL", "NOT_MEASURED")
+        ]
         update: dict[str, object] = {}
         if failed:
             why = (
                 f"measured at the same operating point as {', '.join(failed)}, which "
-                f"FAIL{'S' if len(failed) == 1 else ''}: one figure is not earned by giving up "
-                "the other"
+                f"{'is' if len(failed) == 1 else 'are'} "
+                f"{' / '.join(sorted({status[p] for p in failed}))}: one figure is not earned "
+                "by giving up (or leaving unmeasured) the other"
             )
             if verdict.status == "PASS":
                 update = {

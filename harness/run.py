@@ -297,16 +297,18 @@ def _execute_into(
     if p.request.lab_instruments is not None:
         root.write_bytes(LAB_INSTRUMENTS_FILE, p.request.lab_instruments.read_bytes())
     root.write_json(ENVIRONMENT_FILE, env)
-    # SUT programs started from now on cannot see the lab's sets, this run's folder, the
-    # signing key or the harness's configuration (harness.sandbox, when bwrap is installed)
+    # SUT programs started from now on see an allow-list of folders (harness.sandbox, when
+    # bwrap is installed); where the lab's sets, this run's folder, the signing key or the
+    # harness's configuration lie inside one of them, they are masked too
     sandbox.reset()
+    # earlier runs' reports and the harness's configuration (the dry-run key), as folders
+    sandbox.hide_folders([REPORTS_DIR, Path(platformdirs.user_config_dir("harness"))])
     sandbox.hide(
         [
             *p.request.datasets.values(),
             run_dir,
             *([p.out] if p.out.exists() else []),
             *([p.request.key] if p.request.key else []),
-            Path(platformdirs.user_config_dir("harness")),
             *([p.request.lab_instruments] if p.request.lab_instruments else []),
         ]
     )
@@ -339,6 +341,8 @@ def _execute_into(
             reason = "; ".join(task_failures)
         except Exception as error:  # the SUT or an instrument broke the whole task
             status, reason = "failed", f"{type(error).__name__}: {error}"
+        finally:
+            sandbox.clear_inputs()  # the task's copies for its SUT: none outlives the task
         if status != "ok":
             failures.append(f"{task.id}: {reason}")
         if task_done is not None:

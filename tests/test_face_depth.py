@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from probehelpers import collect_and_score
+from probehelpers import score_context as probe_score_context
 
 from harness.errors import BadInput
-from harness.evidence import EvidenceReader, EvidenceWriter
-from harness.probes.base import CollectContext, ScoreContext, ScoreResult
+from harness.evidence import EvidenceReader
+from harness.probes.base import ScoreContext, ScoreResult
 from harness.probes.biometrics.depth import DepthArgs, DepthProbe
 from harness.probes.biometrics.depthmaps import decode_frame, read_depth_set, read_frame
-from harness.schema import SutSpec
 
 H, W = 96, 128  # 12,288 pixels: above min_valid_pixels (10,000) with a hole
 SIGMA = 0.7
@@ -33,30 +34,11 @@ def run(tmp: Path, datasets: dict[str, Path] | None = None, **args: Any) -> Scor
     probe = DepthProbe()
     parsed = DepthArgs(**args)
     root = tmp / "evidence"
-    probe.collect(
-        CollectContext(
-            task_id="depth",
-            args=parsed,
-            sut=SutSpec(),
-            device="cpu",
-            seed=0,
-            quick=False,
-            evidence=EvidenceWriter(root),
-            datasets=datasets or {},
-        )
-    )
-    return probe.score(EvidenceReader(root), score_context(parsed, datasets))
+    return collect_and_score(probe, parsed, root, datasets, task_id="depth")[1]
 
 
 def score_context(args: DepthArgs, datasets: dict[str, Path] | None = None) -> ScoreContext:
-    """What the spine hands score(): the run's --dataset names among the rest."""
-    return ScoreContext(
-        task_id="depth",
-        args=args,
-        confidence=0.95,
-        hardware=None,
-        datasets=frozenset(datasets or {}),
-    )
+    return probe_score_context(args, datasets, task_id="depth")
 
 
 def plane(seed: int, distance: float = 1000.0) -> tuple[np.ndarray, np.ndarray]:
@@ -496,3 +478,51 @@ def test_a_generated_frame_edited_with_its_digest_is_refused(tmp_path: Path) -> 
     with pytest.raises(ValueError) as error:
         DepthProbe().score(EvidenceReader(evidence), score_context(DepthArgs(**DEV_SMALL)))
     assert "not the ones these arguments generate" in str(error.value)
+
+
+def test_the_step_comes_from_the_data_not_the_declared_units() -> None:
+    """A camera that rounds to 10 mm, written as 16-bit values in 0.1 mm units: the values
+    are multiples of 100 units, so the step is 10 mm (not the 0.1 mm the scale declares)."""
+    from harness.probes.biometrics.depthmaps import quantisation_step
+
+    rng = np.random.default_rng(4)
+    true_mm = 1000.0 + rng.normal(0.0, 2.3, 10_000)
+    units = (np.rint(true_mm / 10.0) * 100).astype(np.uint16)  # 0.1 mm units, 10 mm steps
+    assert quantisation_step(units.astype(np.float64), 0.1, integer=True) == pytest.approx(10.0)
+    fine = np.rint(true_mm / 0.1)  # a camera that really resolves 0.1 mm
+    assert quantisation_step(fine, 0.1, integer=True) == pytest.approx(0.1)
+    assert quantisation_step(true_mm, 1.0, integer=False) == 0.0  # continuous floats
+    assert quantisation_step(np.full(10, 1000.0), 1.0, integer=True) == 0.0
+
+
+def test_one_frame_copied_and_nudged_does_not_count_as_five(tmp_path: Path) -> None:
+    """The hostile case: one noisy frame saved five times, one pixel nudged in each: the
+    bytes differ, the frames do not."""
+    folder = tmp_path / "near"
+    folder.mkdir()
+    rng = np.random.default_rng(9)
+    _, xx = np.mgrid[0:96, 0:128]
+    base = 1000.0 + 0.01 * xx + rng.normal(0.0, 0.3, xx.shape)
+    rows = []
+    for k in range(5):
+        frame = base.copy()
+        frame[k, k] += 1e-3
+        np.save(folder / f"f{k}.npy", frame)
+        rows.append({"frame": f"f{k}.npy", "distance_mm": 1000})
+    listing = _write_list(folder, rows)
+    rms = run(tmp_path, {"depth": listing}).measurements[0]
+    assert "copied and nudged" in rms.invalid_reason
+
+
+def test_independent_captures_are_not_taken_for_copies(tmp_path: Path) -> None:
+    folder = tmp_path / "fresh"
+    folder.mkdir()
+    rng = np.random.default_rng(10)
+    _, xx = np.mgrid[0:96, 0:128]
+    rows = []
+    for k in range(5):
+        np.save(folder / f"f{k}.npy", 1000.0 + 0.01 * xx + rng.normal(0.0, 0.3, xx.shape))
+        rows.append({"frame": f"f{k}.npy", "distance_mm": 1000})
+    listing = _write_list(folder, rows)
+    rms = run(tmp_path, {"depth": listing}).measurements[0]
+    assert "copied" not in rms.invalid_reason

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 from clihelpers import assert_one_line_error, isolated_env, run_cli
 from PIL import Image
-from scipy import stats
+from probehelpers import collect_and_score, cp_lower_pct, cp_upper_pct
+from probehelpers import score_context as probe_score_context
 
 from harness.adapters.protocol import Sample, SampleOutput
 from harness.errors import BadInput
-from harness.evidence import EvidenceReader, EvidenceWriter
-from harness.probes.base import CollectContext, ScoreContext, ScoreResult
+from harness.evidence import EvidenceReader
+from harness.probes.base import ScoreContext, ScoreResult
 from harness.probes.biometrics.identify import IdentifyArgs, IdentifyProbe
 from harness.refengines import face
 from harness.schema import SutSpec
@@ -114,38 +115,23 @@ def run(
 ) -> tuple[list[str], ScoreResult]:
     root = tmp / "evidence"
     probe = IdentifyProbe()
-    failures = probe.collect(
-        CollectContext(
-            task_id="identify",
-            args=args,
-            sut=SutSpec(adapter="command"),
-            device="cpu",
-            seed=0,
-            quick=False,
-            evidence=EvidenceWriter(root),
-            datasets=datasets,
-            session=session,
-        )
+    return collect_and_score(
+        probe,
+        args,
+        root,
+        datasets,
+        session=session,
+        sut=SutSpec(adapter="command"),
+        task_id="identify",
     )
-    result = probe.score(EvidenceReader(root), score_context(args, datasets))
-    return failures, result
 
 
 def score_context(args: IdentifyArgs, datasets: dict[str, Path]) -> ScoreContext:
-    """What the spine hands score(): the run's --dataset names among the rest."""
-    return ScoreContext(
-        task_id="identify",
-        args=args,
-        confidence=0.95,
-        hardware=None,
-        datasets=frozenset(datasets),
-    )
+    return probe_score_context(args, datasets, task_id="identify")
 
 
 def cp(count: int, n: int) -> tuple[float, float]:
-    low = 0.0 if count == 0 else float(stats.beta.ppf(0.05, count, n - count + 1))
-    high = 1.0 if count == n else float(stats.beta.ppf(0.95, count + 1, n - count))
-    return 100 * low, 100 * high
+    return cp_lower_pct(count, n), cp_upper_pct(count, n)
 
 
 def test_scripted_sut_golden_values(tmp_path: Path) -> None:

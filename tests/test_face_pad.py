@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 from clihelpers import assert_one_line_error, isolated_env, run_cli
 from PIL import Image
-from scipy import stats
+from probehelpers import collect_and_score, cp_lower, cp_upper
+from probehelpers import score_context as probe_score_context
 
 from harness.adapters.protocol import Sample, SampleOutput
 from harness.errors import BadInput
-from harness.evidence import EvidenceReader, EvidenceWriter
-from harness.probes.base import CollectContext, ScoreContext, ScoreResult
+from harness.evidence import EvidenceReader
+from harness.probes.base import ScoreContext, ScoreResult
 from harness.probes.biometrics.pad import (
     PadArgs,
     PadProbe,
@@ -31,7 +32,6 @@ from harness.probes.biometrics.pad import (
     parse_answer,
     read_pad_set,
 )
-from harness.schema import SutSpec
 
 DATA = Path(__file__).resolve().parent / "data"
 SUITE = DATA / "d07-pad-depth-suite.yaml"
@@ -83,44 +83,15 @@ def run(
     root = tmp / "evidence"
     if isinstance(session, ScriptedPad):
         session.evidence = root
-    failures = probe.collect(
-        CollectContext(
-            task_id="pad",
-            args=parsed,
-            sut=SutSpec(),
-            device="cpu",
-            seed=0,
-            quick=False,
-            evidence=EvidenceWriter(root),
-            datasets=datasets or {},
-            session=session,
-            declared_threshold=declared,
-        )
+    return collect_and_score(
+        probe, parsed, root, datasets, session=session, declared=declared, task_id="pad"
     )
-    result = probe.score(EvidenceReader(root), score_context(parsed, datasets, declared))
-    return failures, result
 
 
 def score_context(
     args: PadArgs, datasets: dict[str, Path] | None = None, declared: float | None = None
 ) -> ScoreContext:
-    """What the spine hands score(): the run's --dataset names, the declared threshold."""
-    return ScoreContext(
-        task_id="pad",
-        args=args,
-        confidence=0.95,
-        hardware=None,
-        declared_threshold=declared,
-        datasets=frozenset(datasets or {}),
-    )
-
-
-def cp_lower(right: int, n: int) -> float:
-    return 0.0 if right == 0 else float(stats.beta.ppf(0.05, right, n - right + 1))
-
-
-def cp_upper(right: int, n: int) -> float:
-    return 1.0 if right == n else float(stats.beta.ppf(0.95, right + 1, n - right))
+    return probe_score_context(args, datasets, declared, task_id="pad")
 
 
 def write_set(tmp: Path, species: Sequence[str], name: str = "set.jsonl") -> Path:
@@ -186,11 +157,19 @@ def test_bad_presentation_sets_are_refused(
         assert needle in message, message
 
 
-def test_the_same_image_bytes_under_two_names_are_refused(tmp_path: Path) -> None:
-    # a copy of one presentation under another name would count it twice
+@pytest.mark.parametrize("copy", ["bytes", "pixels"])
+def test_one_presentation_under_two_names_is_refused(tmp_path: Path, copy: str) -> None:
+    """A copy of one presentation under another name would count it twice: a byte copy,
+    or the same pixels in another encoding (other compression, other bytes)."""
+    from PIL import Image
+
     path = write_set(tmp_path, ["bona_fide", "paper_print", "paper_print"])
     folder = path.parent
-    (folder / "copy.png").write_bytes((folder / "p1.png").read_bytes())
+    if copy == "bytes":
+        (folder / "copy.png").write_bytes((folder / "p1.png").read_bytes())
+    else:
+        Image.open(folder / "p1.png").save(folder / "copy.png", compress_level=0)
+        assert (folder / "copy.png").read_bytes() != (folder / "p1.png").read_bytes()
     lines = path.read_text(encoding="utf-8").splitlines()
     row = json.loads(lines[2])
     row["image"] = "copy.png"
@@ -199,7 +178,7 @@ def test_the_same_image_bytes_under_two_names_are_refused(tmp_path: Path) -> Non
     with pytest.raises(BadInput) as caught:
         read_pad_set(path)
     message = str(caught.value)
-    assert "line 3: image" in message and "'copy.png' holds the same bytes" in message, message
+    assert "line 3: image" in message and f"'copy.png' holds the same {copy}" in message
     assert "as line 2 ('p1.png')" in message
 
 
@@ -564,3 +543,4 @@ def test_a_copied_generated_image_is_checked_against_its_digest_and_the_regenera
     digest = hashlib.sha256(image.read_bytes()).hexdigest()
     _edit_items(evidence, lambda m: m["image_sha256"].__setitem__(0, digest))
     _refused(evidence, score_context(PadArgs(**args)), "and the generated presentation")
+

@@ -11,11 +11,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from probehelpers import collect_and_score
+from probehelpers import score_context as probe_score_context
 from test_face_identify import write_sets
 
 from harness.adapters.protocol import Sample, SampleOutput
-from harness.evidence import EvidenceReader, EvidenceWriter
-from harness.probes.base import CollectContext, ScoreContext, ScoreResult
+from harness.evidence import EvidenceReader
+from harness.probes.base import ScoreContext, ScoreResult
 from harness.probes.biometrics.search_qps import SearchQpsArgs, SearchQpsProbe, trial_ok
 from harness.probes.loadgen.logs import LoadgenLog
 from harness.refengines.face_search import FaceSearchEngine, FlatIndex, background_vectors
@@ -112,32 +114,21 @@ def run(tmp: Path, session: Any, args: SearchQpsArgs = ARGS) -> tuple[list[str],
     g, s = write_sets(tmp)
     root = tmp / "evidence"
     probe = SearchQpsProbe()
-    failures = probe.collect(
-        CollectContext(
-            task_id="search_qps",
-            args=args,
-            sut=SutSpec(adapter="command"),
-            device="cpu",
-            seed=0,
-            quick=True,
-            evidence=EvidenceWriter(root),
-            datasets={"gallery": g, "searches": s},
-            session=session,
-        )
+    return collect_and_score(
+        probe,
+        args,
+        root,
+        {"gallery": g, "searches": s},
+        session=session,
+        sut=SutSpec(adapter="command"),
+        task_id="search_qps",
+        quick=True,
     )
-    result = probe.score(EvidenceReader(root), score_context(args))
-    return failures, result
 
 
 def score_context(args: SearchQpsArgs) -> ScoreContext:
     """What the spine hands score(): the run's --dataset names (both sets) among the rest."""
-    return ScoreContext(
-        task_id="search_qps",
-        args=args,
-        confidence=0.95,
-        hardware=None,
-        datasets=frozenset({"gallery", "searches"}),
-    )
+    return probe_score_context(args, {"gallery", "searches"}, task_id="search_qps")
 
 
 @pytest.mark.parametrize(

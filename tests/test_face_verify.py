@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from clihelpers import isolated_env, run_cli
 from PIL import Image
-from scipy import stats
+from probehelpers import by_id, collect_and_score, cp_upper_pct
 
 from harness.errors import BadInput
-from harness.evidence import EvidenceReader, EvidenceWriter
-from harness.probes.base import CollectContext, ScoreContext, ScoreResult
+from harness.evidence import EvidenceReader
+from harness.probes.base import ScoreContext, ScoreResult
 from harness.probes.biometrics.verify import VerifyArgs, VerifyProbe
 from harness.refengines import face
 from harness.schema import SutSpec
@@ -39,40 +39,16 @@ def run_probe(
 ) -> tuple[list[str], ScoreResult]:
     probe = VerifyProbe()
     root = tmp / "evidence"
-    failures = probe.collect(
-        CollectContext(
-            task_id="verify",
-            args=args,
-            sut=SutSpec.model_validate(sut or {}),
-            device="cpu",
-            seed=0,
-            quick=False,
-            evidence=EvidenceWriter(root),
-            sut_base_dir=tmp,
-            datasets=datasets or {},
-            declared_threshold=threshold,
-        )
+    return collect_and_score(
+        probe,
+        args,
+        root,
+        datasets,
+        sut=SutSpec.model_validate(sut or {}),
+        declared=threshold,
+        task_id="verify",
+        sut_base_dir=tmp,
     )
-    result = probe.score(
-        EvidenceReader(root),
-        ScoreContext(
-            task_id="verify",
-            args=args,
-            confidence=0.95,
-            hardware=None,
-            declared_threshold=threshold,
-            datasets=frozenset(datasets or {}),
-        ),
-    )
-    return failures, result
-
-
-def by_id(result: ScoreResult) -> dict[str, Any]:
-    return {m.id: m for m in result.measurements}
-
-
-def cp_upper(k: int, n: int) -> float:
-    return 100.0 * (1.0 if k == n else float(stats.beta.ppf(0.95, k + 1, n - k)))
 
 
 # ------------------------------------------------------------------ score tables
@@ -104,8 +80,8 @@ def test_a_score_table_gives_the_rates_by_hand_at_a_declared_threshold(tmp_path:
     assert m["fnmr"].value == pytest.approx(100 * 1 / 3)
     assert m["frr"].value == pytest.approx(100 * 2 / 4)  # the FTA is a rejection
     assert m["fta"].value == pytest.approx(100 * 2 / 9)
-    assert m["fmr"].ci.high == pytest.approx(cp_upper(1, 4))
-    assert m["far"].ci.high == pytest.approx(cp_upper(1, 5))
+    assert m["fmr"].ci.high == pytest.approx(cp_upper_pct(1, 4))
+    assert m["far"].ci.high == pytest.approx(cp_upper_pct(1, 5))
     assert m["fmr"].details["threshold_rule"].startswith("declared")
     # the DET data: FMR and FNMR at thresholds, from the acquired comparisons
     points = m["fmr"].details["det_roc"]["points"]
@@ -317,6 +293,8 @@ BAD_PAIRS = {
              '"reference_subject":"s"}\n', "line 1: reference"),
     "copy": ('{"id":"a","probe":"s0-0.png","reference":"copy.png","probe_subject":"s",'
              '"reference_subject":"s"}\n', "line 1: reference"),
+    "re-encoded": ('{"id":"a","probe":"s0-0.png","reference":"again.png","probe_subject":"s",'
+                   '"reference_subject":"s"}\n', "line 1: reference"),
 }
 
 
@@ -324,6 +302,9 @@ BAD_PAIRS = {
 def test_a_bad_pair_manifest_is_refused(tmp_path: Path, name: str) -> None:
     make_pairs(tmp_path)
     (tmp_path / "copy.png").write_bytes((tmp_path / "s0-0.png").read_bytes())
+    # the same pixels in another encoding (other bytes)
+    Image.open(tmp_path / "s0-0.png").save(tmp_path / "again.png", compress_level=0)
+    assert (tmp_path / "again.png").read_bytes() != (tmp_path / "s0-0.png").read_bytes()
     content, needle = BAD_PAIRS[name]
     (tmp_path / "bad.jsonl").write_text(content)
     with pytest.raises(BadInput) as error:

@@ -18,17 +18,17 @@ import numpy as np
 import pytest
 from clihelpers import assert_one_line_error, isolated_env, run_cli
 from PIL import Image
-from scipy import stats
+from probehelpers import by_id, collect_and_score, cp_lower_pct, cp_upper_pct, score_context
 
 from harness.adapters.protocol import Sample, SampleOutput
 from harness.errors import BadInput
-from harness.evidence import EvidenceReader, EvidenceWriter
+from harness.evidence import EvidenceReader
 from harness.judge import judge
-from harness.probes.base import CollectContext, ScoreContext, ScoreResult
+from harness.probes.base import ScoreResult
 from harness.probes.inspection.heightmaps import load_map, read_height_manifest
 from harness.probes.inspection.inspect3d import Inspect3dArgs, Inspect3dProbe
 from harness.refengines import inspection3d as ref
-from harness.schema import Interval, Measurement, SutSpec
+from harness.schema import Interval, Measurement
 from harness.suites import load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,40 +45,8 @@ def run(
 ) -> tuple[list[str], ScoreResult, Path]:
     root = tmp / "evidence"
     probe = Inspect3dProbe()
-    failures = probe.collect(
-        CollectContext(
-            task_id="t",
-            args=args,
-            sut=SutSpec(),
-            device="cpu",
-            seed=0,
-            quick=False,
-            evidence=EvidenceWriter(root),
-            datasets=datasets or {},
-            session=session,
-        )
-    )
-    result = probe.score(EvidenceReader(root), score_context(args, datasets))
+    failures, result = collect_and_score(probe, args, root, datasets, session=session)
     return failures, result, root
-
-
-def score_context(args: Any, datasets: dict[str, Path] | None = None) -> ScoreContext:
-    """What the spine gives score(): the `--dataset` names of the run (the signed header)."""
-    return ScoreContext(
-        task_id="t", args=args, confidence=0.95, hardware=None, datasets=frozenset(datasets or {})
-    )
-
-
-def cp_upper(count: int, n: int) -> float:
-    return 100.0 if count == n else 100.0 * float(stats.beta.ppf(0.95, count + 1, n - count))
-
-
-def cp_lower(count: int, n: int) -> float:
-    return 0.0 if count == 0 else 100.0 * float(stats.beta.ppf(0.05, count, n - count + 1))
-
-
-def figures(result: ScoreResult) -> dict[str, Measurement]:
-    return {m.id: m for m in result.measurements}
 
 
 def npy(array: np.ndarray) -> bytes:
@@ -323,7 +291,7 @@ def test_rates_recall_and_depth_error_against_hand_counts(tmp_path: Path) -> Non
     failures, result, root = run(
         Inspect3dArgs(), tmp_path, {"inspection3d": lab_set(tmp_path)}, sut
     )
-    got = figures(result)
+    got = by_id(result)
     assert failures and "1 failed and 1 malformed answers of 8" in failures[0]
     # the SUT saw staged copies only, never the lab's folder
     assert all(
@@ -332,19 +300,19 @@ def test_rates_recall_and_depth_error_against_hand_counts(tmp_path: Path) -> Non
     )
     assert got["miss_rate"].value == pytest.approx(100 * 2 / 5)
     assert got["miss_rate"].ci is not None
-    assert got["miss_rate"].ci.high == pytest.approx(cp_upper(2, 5))
+    assert got["miss_rate"].ci.high == pytest.approx(cp_upper_pct(2, 5))
     assert got["false_alarm_rate"].value == pytest.approx(100 * 2 / 3)
     assert got["false_alarm_rate"].ci is not None
-    assert got["false_alarm_rate"].ci.high == pytest.approx(cp_upper(2, 3))
+    assert got["false_alarm_rate"].ci.high == pytest.approx(cp_upper_pct(2, 3))
     assert got["recall_dent"].value == 100.0  # d0, d1
     assert got["recall_bump"].value == 0.0  # d1, d3
     assert got["recall_scratch"].value == 0.0  # d2 answered dent, d4 failed
     assert got["recall_dent"].ci is not None
-    assert got["recall_dent"].ci.low == pytest.approx(cp_lower(2, 2))
+    assert got["recall_dent"].ci.low == pytest.approx(cp_lower_pct(2, 2))
     # true: d0 depth, d1 depth + height, d2 depth = 4 pairs; within: d0, d1 height
     assert got["depth_within_tolerance"].value == pytest.approx(50.0)
     assert got["depth_within_tolerance"].ci is not None
-    assert got["depth_within_tolerance"].ci.low == pytest.approx(cp_lower(2, 4))
+    assert got["depth_within_tolerance"].ci.low == pytest.approx(cp_lower_pct(2, 4))
     assert got["depth_mae_mm"].value == pytest.approx((0.005 + 0.03 + 0.0) / 3)
     assert got["depth_max_error_mm"].value == pytest.approx(0.03)
     # the largest error is a sample statistic: not exact, no bound (INCONCLUSIVE at best)
@@ -375,7 +343,7 @@ def test_score_refuses_an_edited_manifest_copy(tmp_path: Path) -> None:
 def test_the_reference_detector_on_the_dev_set(tmp_path: Path) -> None:
     args = Inspect3dArgs(dev_good=15, dev_defective=15)
     failures, result, root = run(args, tmp_path)
-    got = figures(result)
+    got = by_id(result)
     assert failures == []
     # independent check: the maps in the evidence, detected again here, counted here
     manifest = root / "set" / "manifest.jsonl"
@@ -482,13 +450,13 @@ def test_naming_every_type_shows_in_the_3d_precision(tmp_path: Path) -> None:
     _, result, _ = run(
         Inspect3dArgs(), tmp_path, {"inspection3d": lab_set(tmp_path)}, Scripted([every] * 8)
     )
-    got = figures(result)
+    got = by_id(result)
     assert got["recall_dent"].value == 100.0
     # 8 maps name dent, 2 hold one (d0, d1); bump: d1, d3; scratch: d2, d4
     for kind in ("dent", "bump", "scratch"):
         assert got[f"precision_{kind}"].value == pytest.approx(100 * 2 / 8)
         assert got[f"precision_{kind}"].ci is not None
-        assert got[f"precision_{kind}"].ci.low == pytest.approx(cp_lower(2, 8))
+        assert got[f"precision_{kind}"].ci.low == pytest.approx(cp_lower_pct(2, 8))
 
 
 @pytest.mark.parametrize("how", ["same path", "byte copy", "same heights"])

@@ -20,18 +20,18 @@ import numpy as np
 import pytest
 import yaml
 from clihelpers import assert_one_line_error, isolated_env, run_cli
+from probehelpers import by_id, collect_and_score, cp_lower_pct, cp_upper_pct, score_context
 from scipy import stats
 
 from harness.adapters.protocol import Sample, SampleOutput
 from harness.errors import BadInput
-from harness.evidence import EvidenceReader, EvidenceWriter
-from harness.probes.base import CollectContext, ScoreContext, ScoreResult
+from harness.evidence import EvidenceReader
+from harness.probes.base import ScoreResult
 from harness.probes.inspection.detect import DetectArgs, DetectProbe
 from harness.probes.inspection.fewshot import FewshotArgs, FewshotProbe
 from harness.probes.inspection.manifest import read_manifest
 from harness.probes.inspection.throughput import ThroughputArgs, ThroughputProbe
 from harness.refengines import inspection as ref
-from harness.schema import SutSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 HEX_NAME = re.compile(r"^[0-9a-f]{16}\.png$")
@@ -47,40 +47,8 @@ def run(
     session: Any = None,
 ) -> tuple[list[str], ScoreResult, Path]:
     root = tmp / "evidence"
-    failures = probe.collect(
-        CollectContext(
-            task_id="t",
-            args=args,
-            sut=SutSpec(),
-            device="cpu",
-            seed=0,
-            quick=False,
-            evidence=EvidenceWriter(root),
-            datasets=datasets or {},
-            session=session,
-        )
-    )
-    result = probe.score(EvidenceReader(root), score_context(args, datasets))
+    failures, result = collect_and_score(probe, args, root, datasets, session=session)
     return failures, result, root
-
-
-def score_context(args: Any, datasets: dict[str, Path] | None = None) -> ScoreContext:
-    """What the spine gives score(): the `--dataset` names of the run (the signed header)."""
-    return ScoreContext(
-        task_id="t", args=args, confidence=0.95, hardware=None, datasets=frozenset(datasets or {})
-    )
-
-
-def cp_upper(count: int, n: int) -> float:
-    return 100.0 if count == n else 100.0 * float(stats.beta.ppf(0.95, count + 1, n - count))
-
-
-def cp_lower(count: int, n: int) -> float:
-    return 0.0 if count == 0 else 100.0 * float(stats.beta.ppf(0.05, count, n - count + 1))
-
-
-def figures(result: ScoreResult) -> dict[str, Any]:
-    return {m.id: m for m in result.measurements}
 
 
 FIRST_LEVEL = 10  # line k's image is a uniform 8 x 8 PNG of gray level 10 + k
@@ -244,22 +212,22 @@ def test_rates_recall_and_measurement_against_hand_counts(tmp_path: Path) -> Non
     failures, result, root = run(
         DetectProbe(), args, tmp_path, {"inspection": lab_set(tmp_path)}, sut
     )
-    got = figures(result)
+    got = by_id(result)
     assert failures and "1 failed" not in failures[0] and "malformed" in failures[0]
     # the SUT saw staged copies only, under random names, never the lab's folder
     assert all("/lab/" not in str(p) and HEX_NAME.match(Path(str(p)).name) for p in sut.seen)
     assert got["miss_rate"].value == pytest.approx(100 * 1 / 4)
-    assert got["miss_rate"].ci.high == pytest.approx(cp_upper(1, 4))
+    assert got["miss_rate"].ci.high == pytest.approx(cp_upper_pct(1, 4))
     assert got["false_alarm_rate"].value == pytest.approx(100 * 2 / 3)
-    assert got["false_alarm_rate"].ci.high == pytest.approx(cp_upper(2, 3))
+    assert got["false_alarm_rate"].ci.high == pytest.approx(cp_upper_pct(2, 3))
     assert got["recall_scratch"].value == 100.0
     assert got["recall_spot"].value == pytest.approx(50.0)
     assert got["recall_crack"].value == pytest.approx(50.0)
     assert got["mixed_recall"].value == pytest.approx(50.0)  # d2 yes, d1 no
-    assert got["mixed_recall"].ci.low == pytest.approx(cp_lower(1, 2))
+    assert got["mixed_recall"].ci.low == pytest.approx(cp_lower_pct(1, 2))
     # precision: named spot on g1 (good) and d2 (holds a spot); scratch on d0, d1 (both hold it)
     assert got["precision_spot"].value == pytest.approx(50.0)
-    assert got["precision_spot"].ci.low == pytest.approx(cp_lower(1, 2))
+    assert got["precision_spot"].ci.low == pytest.approx(cp_lower_pct(1, 2))
     assert got["precision_scratch"].value == 100.0
     assert got["precision_crack"].value == 100.0  # d2
     assert got["dimension_within_tolerance"].value == pytest.approx(100 * 2 / 3)
@@ -280,7 +248,7 @@ def test_a_flipping_sut_loses_repeatability_and_shows_its_spread(tmp_path: Path)
     _, result, _ = run(
         DetectProbe(), args, tmp_path, {"inspection": lab_set(tmp_path)}, Scripted(answers, True)
     )
-    got = figures(result)
+    got = by_id(result)
     assert got["repeatability"].value == pytest.approx(100 * 6 / 7)
     assert got["repeatability"].details["changed_ids"] == ["d0"]
     assert got["dimension_spread_mm"].value == pytest.approx(2.0)  # 1, 2, 3 mm
@@ -298,7 +266,7 @@ def test_a_flipping_sut_loses_repeatability_and_shows_its_spread(tmp_path: Path)
 def test_the_reference_detector_on_the_dev_set(tmp_path: Path) -> None:
     args = DetectArgs(repeats=2, dev_good=20, dev_defective=20, min_type_images=5)
     failures, result, root = run(DetectProbe(), args, tmp_path)
-    got = figures(result)
+    got = by_id(result)
     assert failures == []
     # independent check: the dev images in the evidence, detected again here
     manifest = root / "set" / "manifest.jsonl"
@@ -341,13 +309,13 @@ def test_score_refuses_an_edited_manifest_copy(tmp_path: Path) -> None:
 def test_fewshot_sends_k_examples_first_then_scores_the_held_out(tmp_path: Path) -> None:
     args = FewshotArgs(dev_good=10, dev_defective=10, dev_train_good=3, dev_train_defective=1)
     failures, result, root = run(FewshotProbe(), args, tmp_path)
-    got = figures(result)
+    got = by_id(result)
     assert failures == []
     assert got["accuracy"].details["k"] == 4 and "k = 4" in got["accuracy"].method
     outputs = json.loads((root / "outputs.json").read_text())
     assert json.loads(outputs[0]["output"]) == {"trained": 4, "good_examples": 3}
     right = got["accuracy"].details["right"]
-    assert got["accuracy"].ci.low == pytest.approx(cp_lower(right, 20))
+    assert got["accuracy"].ci.low == pytest.approx(cp_lower_pct(right, 20))
     # a scripted SUT: its first sample is the training request, with k stated examples
     sut = Scripted(["{}"] + [answer(True, "spot")] * 20, by_line=False)
     run(FewshotProbe(), args, tmp_path / "s", session=sut)
@@ -371,7 +339,7 @@ def test_throughput_through_loadgen_offline(tmp_path: Path) -> None:
         min_duration_s=0.05, performance_runs=1, dev_good=8, dev_defective=8, warmup_samples=4
     )
     failures, result, root = run(ThroughputProbe(), args, tmp_path)
-    got = figures(result)
+    got = by_id(result)
     assert failures == []
     assert got["throughput"].value > 0 and got["failed_samples"].value == 0
     assert "harness dev set" in got["throughput"].invalid_reason
@@ -458,20 +426,20 @@ def test_naming_every_type_on_every_image_buys_no_mixed_figure(tmp_path: Path) -
     args = DetectArgs(repeats=2, defect_types=ALL_TYPES)
     _, shot, _ = run(DetectProbe(), args, tmp_path / "a", {"inspection": path},
                      Scripted([SHOTGUN] * len(lines)))  # fmt: skip
-    got = figures(shot)
+    got = by_id(shot)
     assert got["recall_scratch"].value == 100.0  # recall alone is bought ...
     assert got["mixed_recall"].value == 0.0  # ... not naming exactly the true types
     # precision: every one of the 75 images names scratch, 30 hold one
     assert got["precision_scratch"].value == pytest.approx(100 * 30 / 75)
-    assert got["precision_scratch"].ci.low == pytest.approx(cp_lower(30, 75))
+    assert got["precision_scratch"].ci.low == pytest.approx(cp_lower_pct(30, 75))
     assert got["mixed_types_passing"].value == 0
     table = got["mixed_types_passing"].details["types"]
-    assert table["spot"]["precision_low_pct"] == pytest.approx(cp_lower(30, 75))
+    assert table["spot"]["precision_low_pct"] == pytest.approx(cp_lower_pct(30, 75))
     assert "hole" in got["mixed_types_passing"].details["named_but_absent"]
     # an exact answer earns all three (n = 30 at 100 %: lower bound 0.05 ** (1/30) > 90 %)
     exact = [answer(bool(x["defects"]), *(d["type"] for d in x["defects"])) for x in lines]
     _, right, _ = run(DetectProbe(), args, tmp_path / "b", {"inspection": path}, Scripted(exact))
-    good = figures(right)
+    good = by_id(right)
     assert good["mixed_recall"].value == 100.0
     assert good["mixed_types_passing"].value == 3
     assert 0.05 ** (1 / 30) > 0.9
@@ -602,7 +570,7 @@ def test_repeats_send_fresh_names_in_a_fresh_order(tmp_path: Path, key: str) -> 
     args = DetectArgs(repeats=2, defect_types=ALL_TYPES, batch_size=1000)
     _, result, root = run(DetectProbe(), args, tmp_path / "r", {"inspection": path}, sut)
     # a cache by path, name or position repeats nothing: about half the images change
-    assert figures(result)["repeatability"].value < 75
+    assert by_id(result)["repeatability"].value < 75
     outputs = json.loads((root / "outputs.json").read_text())
     orders = [r["order"] for r in outputs["runs"]]
     assert sorted(orders[0]) == list(range(75)) and orders[0] != orders[1]
@@ -617,7 +585,7 @@ def test_answers_are_mapped_back_through_the_shuffle(tmp_path: Path) -> None:
     sut = Scripted(exact)
     args = DetectArgs(repeats=3, defect_types=ALL_TYPES, batch_size=7)
     _, result, _ = run(DetectProbe(), args, tmp_path / "r", {"inspection": path}, sut)
-    got = figures(result)
+    got = by_id(result)
     assert got["repeatability"].value == 100.0 and got["miss_rate"].value == 0.0
     assert got["false_alarm_rate"].value == 0.0 and got["mixed_recall"].value == 100.0
     runs = [sut.seen[k * 75 : (k + 1) * 75] for k in range(3)]
@@ -657,7 +625,7 @@ def test_the_spread_is_over_the_true_dimensions_only(tmp_path: Path) -> None:
     lines = [json.loads(x) for x in lab.read_text().splitlines()]
     args = DetectArgs(repeats=3)
     _, result, _ = run(DetectProbe(), args, tmp_path / "r", {"inspection": lab}, Drifting(lines))
-    spread = figures(result)["dimension_spread_mm"]
+    spread = by_id(result)["dimension_spread_mm"]
     assert spread.value == 0.0 and spread.n == 3  # d0 len, d1 len and dia
     assert spread.details["ignored_not_a_true_dimension"] == 7
     assert spread.invalid_reason == ""
@@ -697,7 +665,7 @@ def test_dev_images_passed_back_as_the_lab_set_never_decide(tmp_path: Path) -> N
                            dev_good=6, dev_defective=6)  # fmt: skip
     manifest = _dev_copy(root, tmp_path / "tcopy")
     _, timed, _ = run(ThroughputProbe(), targs, tmp_path / "t", {"inspection": manifest})
-    assert "dev data" in figures(timed)["throughput"].invalid_reason
+    assert "dev data" in by_id(timed)["throughput"].invalid_reason
 
 
 def test_fewshot_dev_images_passed_back_never_decide(tmp_path: Path) -> None:
@@ -729,7 +697,7 @@ def test_answers_of_x_under_load_make_the_throughput_invalid(tmp_path: Path) -> 
     args = ThroughputArgs(**TINY_THROUGHPUT)
     _, result, root = run(ThroughputProbe(), args, tmp_path / "r", {"inspection": lab},
                           Scripted(["x"] * 7))  # fmt: skip
-    got = figures(result)
+    got = by_id(result)
     answers = _loaded_answers(root)
     total = answers["loaded_answers"]
     assert total == sum(e["count"] for e in answers["loaded"]) > 0
@@ -770,7 +738,7 @@ def test_answers_that_change_under_load_make_the_throughput_invalid(tmp_path: Pa
     args = ThroughputArgs(**TINY_THROUGHPUT)
     _, result, _ = run(ThroughputProbe(), args, tmp_path / "r", {"inspection": lab},
                        Drifts(lines))  # fmt: skip
-    got = figures(result)
+    got = by_id(result)
     # the 3 good images are answered defective under load: 4 of 7 keep their decision
     assert "answers differently under load: 4 of the 7 images" in got["throughput"].invalid_reason
     assert got["failed_samples"].value == 0  # well-formed answers, only different ones
@@ -778,8 +746,8 @@ def test_answers_that_change_under_load_make_the_throughput_invalid(tmp_path: Pa
     steady = [answer(bool(x["defects"])) for x in lines]
     _, fine, _ = run(ThroughputProbe(), args, tmp_path / "s", {"inspection": lab},
                      Scripted(steady))  # fmt: skip
-    assert figures(fine)["throughput"].details["answers"]["agreement_pct"] == 100.0
-    assert "answer" not in figures(fine)["throughput"].invalid_reason
+    assert by_id(fine)["throughput"].details["answers"]["agreement_pct"] == 100.0
+    assert "answer" not in by_id(fine)["throughput"].invalid_reason
 
 
 def test_score_notices_answers_under_load_edited_in_the_evidence(tmp_path: Path) -> None:
@@ -794,7 +762,7 @@ def test_score_notices_answers_under_load_edited_in_the_evidence(tmp_path: Path)
     edited = json.loads(original)
     edited["loaded"], edited["loaded_answers"] = [], 0
     path.write_text(json.dumps(edited))
-    reason = figures(ThroughputProbe().score(EvidenceReader(root), ctx))["throughput"]
+    reason = by_id(ThroughputProbe().score(EvidenceReader(root), ctx))["throughput"]
     assert "records 0 answers under load, but LoadGen's warm-up and runs asked" in (
         reason.invalid_reason
     )
@@ -805,7 +773,7 @@ def test_score_notices_answers_under_load_edited_in_the_evidence(tmp_path: Path)
     for record in edited["unloaded"]:
         record["output"] = answer(False)
     path.write_text(json.dumps(edited))
-    ok = figures(ThroughputProbe().score(EvidenceReader(root), ctx))["throughput"]
+    ok = by_id(ThroughputProbe().score(EvidenceReader(root), ctx))["throughput"]
     assert ok.invalid_reason == ""  # answers, not flags: what the evidence says is judged
     # counts that do not add up are refused
     edited["loaded_answers"] += 1
@@ -973,7 +941,7 @@ def test_the_spread_bound_is_an_order_statistic_on_its_quantile(tmp_path: Path) 
 
     _, result, _ = run(DetectProbe(), DetectArgs(repeats=2), tmp_path / "r",
                        {"inspection": path}, Spreads())  # fmt: skip
-    got = figures(result)
+    got = by_id(result)
     spread = got["dimension_spread_mm"]
     assert not spread.exact and not got["dimension_max_error_mm"].exact
     assert not got["dimension_spread_pct"].exact

@@ -24,10 +24,13 @@ def test_a_snooping_command_sut_cannot_find_the_lab_set(tmp_path: Path) -> None:
     manifest, _ = make_pairs(lab)
     applicant = tmp_path / "applicant"
     applicant.mkdir()
+    earlier = tmp_path / "runs" / "earlier"  # an earlier run's evidence holds the manifest
+    (earlier / "evidence").mkdir(parents=True)
+    (earlier / "evidence" / "pairs.jsonl").write_text(manifest.read_text())
     submission = applicant / "submission.yaml"
     submission.write_text(
         "applicant: T\nproduct: snoop\nsuite: test-d07-verify\n"
-        f"sut:\n  adapter: command\n  argv: [{sys.executable}, {SNOOP}, {lab}]\n"
+        f"sut:\n  adapter: command\n  argv: [{sys.executable}, {SNOOP}, {lab}, {earlier}]\n"
         "  mode: batch\nthresholds:\n  verify: 0.5\n"
     )
     config = tmp_path / "xdg"
@@ -43,7 +46,7 @@ def test_a_snooping_command_sut_cannot_find_the_lab_set(tmp_path: Path) -> None:
     outputs = json.loads((evidence / "outputs.json").read_text())
     assert {r["output"] for r in outputs} == {"0.0"}  # it learnt nothing
     sut = json.loads((evidence / "sut.json").read_text())
-    assert sut["sandbox"].startswith("bwrap") and str(lab) in sut["sandbox"]
+    assert sut["sandbox"].startswith("bwrap: own PID and IPC namespaces")
 
 
 def test_without_the_sandbox_the_same_snoop_succeeds_so_the_test_means_something(

@@ -236,7 +236,10 @@ class _Base:
 class PerSampleSession(_Base):
     def __init__(self, args: CommandAdapter.Args, base_dir: Path | None) -> None:
         super().__init__(args, base_dir)
-        self._tmp = tempfile.TemporaryDirectory(prefix="harness-command-")
+        # the temporary input files lie where a sandboxed SUT can read them
+        self._tmp = tempfile.TemporaryDirectory(
+            prefix="harness-command-", dir=sandbox.stage_parent(None)
+        )
 
     def describe(self) -> dict[str, Any]:
         facts = self._describe()

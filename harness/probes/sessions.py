@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from harness import sandbox
 from harness.adapters._support import UnsupportedInput, to_json
 from harness.adapters.protocol import Sample, SampleOutput, SutSession
 from harness.errors import BadInput, SutFailure
@@ -130,7 +131,7 @@ def stage_inputs(paths: Sequence[Path], directory: Path) -> list[Path]:
     copy keeps its suffix; the SUT sees nothing else."""
     # a folder of its own (not inside the one the set was built in, whose other files the
     # SUT could list), readable by this user only
-    stage = Path(tempfile.mkdtemp(prefix="sut-inputs-", dir=directory))
+    stage = Path(tempfile.mkdtemp(prefix="sut-inputs-", dir=sandbox.stage_parent(directory)))
     stage.chmod(0o700)
     staged: list[Path] = []
     for k, path in enumerate(paths):

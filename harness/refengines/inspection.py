@@ -27,7 +27,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.adapters.protocol import Sample, SampleOutput
+from harness.refengines.answering import AnswerEachSession
 
 MM_PER_PX = 0.05
 IMAGE_SIZE = 128
@@ -384,7 +383,7 @@ class ReferenceDetector:
 FEWSHOT_KEY = "fewshot_train"
 
 
-class DetectorSession:
+class DetectorSession(AnswerEachSession):
     """The reference detector as a SUT session: a Sample's data is an image path (the answer
     the JSON text of `detect`), or JSON `{"fewshot_train": [{"image", "defective", ...}]}`:
     the reference becomes the median of the defect-free examples (answer `{"trained": n}`)."""
@@ -424,20 +423,6 @@ class DetectorSession:
             raise ValueError("no reference: the detector was not trained")
         return json.dumps(self.detector.detect(load_gray(text)), sort_keys=True)
 
-    def run(self, samples: Sequence[Sample]) -> list[SampleOutput]:
-        outputs = []
-        for s in samples:
-            start = time.perf_counter()
-            try:
-                answer: str | None = self.answer(s.data)
-                error = None
-            except Exception as problem:  # one bad image fails its sample only
-                answer, error = None, f"crashed: {type(problem).__name__}: {problem}"
-            outputs.append(SampleOutput(s.index, answer, error, time.perf_counter() - start))
-        return outputs
-
-    def close(self) -> None:
-        pass
 
 
 def part_detector(part: str, train: int = 9, seed: int = 0) -> ReferenceDetector:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.adapters.protocol import Sample, SampleOutput
+from harness.refengines.answering import AnswerEachSession
 from harness.scoring.plane_fit import fit_plane
 
 GENERATOR_VERSION = "d14-3d-devset/1"
@@ -384,7 +383,7 @@ class HeightMapDetector:
         return answer
 
 
-class HeightMapSession:
+class HeightMapSession(AnswerEachSession):
     """The reference detector as a SUT session: a Sample's data is a height map's path; the
     answer is the JSON text of `detect`. `load` reads a path as heights in mm (the harness
     passes its strict reader, which knows each map's height scale)."""
@@ -408,18 +407,3 @@ class HeightMapSession:
 
     def answer(self, data: Any) -> str:
         return json.dumps(self.detector.detect(self.load(str(data))), sort_keys=True)
-
-    def run(self, samples: Sequence[Sample]) -> list[SampleOutput]:
-        outputs = []
-        for s in samples:
-            start = time.perf_counter()
-            try:
-                answer: str | None = self.answer(s.data)
-                error = None
-            except Exception as problem:  # one bad map fails its sample only
-                answer, error = None, f"crashed: {type(problem).__name__}: {problem}"
-            outputs.append(SampleOutput(s.index, answer, error, time.perf_counter() - start))
-        return outputs
-
-    def close(self) -> None:
-        pass

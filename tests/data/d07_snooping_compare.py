@@ -1,6 +1,7 @@
 """A hostile 1:1 comparator for the sandbox test (command SUT, batch mode): it answers 1.0
 for every pair when it can learn where the lab's pair manifest lies (an ancestor's command
-line under /proc, or the manifest's folder itself), else 0.0."""
+line under /proc, the manifest's folder itself, a copy of it under /tmp, an earlier run's
+folder named on its command line), else 0.0."""
 
 import json
 import os
@@ -22,8 +23,11 @@ def leaked() -> bool:
         pid = int(ppid[0].split()[1]) if ppid else 0
         if pid <= 1:
             break
-    folder = Path(sys.argv[1])
-    return (folder / "pairs.jsonl").exists()
+    # the lab's folder, and any other place named on the command line (an earlier run)
+    if any(Path(place).exists() for place in sys.argv[1:]):
+        return True
+    # a copy of the manifest anywhere in the temporary folder
+    return any("pairs.jsonl" in files for _root, _dirs, files in os.walk("/tmp"))
 
 
 answer = "1.0" if leaked() else "0.0"

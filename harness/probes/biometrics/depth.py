@@ -233,6 +233,7 @@ class DepthProbe:
                 )
             seen[frame["sha256"]] = frame["source"]
         fits: list[tuple[dict[str, Any], DepthRow, FrameFit]] = []
+        maps: list[tuple[np.ndarray, np.ndarray]] = []
         for frame, row in zip(frames, listed, strict=True):
             path = evidence.path(frame["name"])
             data = checked_copy(path, frame["sha256"]).read_bytes()
@@ -250,7 +251,37 @@ class DepthProbe:
             except ValueError as error:
                 raise BadInput(frame["source"], "frame", f"no plane fit: {error}") from None
             fits.append((frame, row, fit))
-        return _measure(args, ctx.confidence, source, fits, dev_invalid)
+            maps.append((depth, valid))
+        reasons = "; ".join(x for x in (dev_invalid, _near_copies(fits, maps)) if x)
+        return _measure(args, ctx.confidence, source, fits, reasons)
+
+
+def _near_copies(
+    fits: list[tuple[dict[str, Any], DepthRow, FrameFit]],
+    maps: list[tuple[np.ndarray, np.ndarray]],
+) -> str:
+    """The invalid_reason when two frames are one frame nudged ("" for none): two captures
+    of a still target differ by their independent noise, a difference whose RMS is about
+    sqrt(rms_a^2 + rms_b^2); far below that (under 0.3 of it) they are copies."""
+    pairs: list[str] = []
+    for i in range(len(maps)):
+        for j in range(i + 1, len(maps)):
+            (da, va), (db, vb) = maps[i], maps[j]
+            if da.shape != db.shape:
+                continue
+            both = va & vb
+            if not both.any():
+                continue
+            diff = float(np.sqrt(np.mean((da[both] - db[both]) ** 2)))
+            noise = float(np.hypot(fits[i][2].plane.rms_mm, fits[j][2].plane.rms_mm))
+            if noise > 0 and diff < 0.3 * noise:
+                pairs.append(f"{fits[i][0]['source']} and {fits[j][0]['source']}")
+    if not pairs:
+        return ""
+    return (
+        f"frames that are one frame copied and nudged ({_names(pairs)}: they differ by far "
+        "less than two captures' independent noise): n counts captures, not copies"
+    )
 
 
 def _dev_data(args: DepthArgs, source: dict[str, Any], frames: list[dict[str, Any]]) -> str:

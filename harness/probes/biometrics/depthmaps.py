@@ -227,9 +227,25 @@ def decode_frame_step(
     if (raw[valid] < 0).any():
         raise BadInput(name, "frame", f"negative depth at {_pixel(valid & (raw < 0))}")
     depth = np.where(valid, raw * depth_scale_mm, 0.0)
-    values = raw[valid]
-    whole = suffix == ".png" or bool(np.array_equal(values, np.rint(values)))
-    return depth, valid, depth_scale_mm if whole else 0.0
+    return depth, valid, quantisation_step(raw[valid], depth_scale_mm, suffix == ".png")
+
+
+def quantisation_step(values: np.ndarray, scale_mm: float, integer: bool) -> float:
+    """The depth resolution the data show, in mm: for whole-number values, the scale times
+    the greatest common divisor of their distinct values' gaps (a camera that rounds to 10 mm
+    but is written in 0.1 mm units has a step of 10 mm, not 0.1 mm); for other values the
+    smallest gap between distinct values when they repeat (fewer distinct values than half
+    the pixels), else 0 (unquantised); 0 when every value is the same."""
+    distinct = np.unique(values)
+    if distinct.size < 2:
+        return 0.0
+    gaps = np.diff(distinct)
+    if integer or bool(np.array_equal(distinct, np.rint(distinct))):
+        step = int(np.gcd.reduce(np.rint(gaps).astype(np.int64)))
+        return float(scale_mm * max(step, 1))
+    if 2 * distinct.size > values.size:
+        return 0.0
+    return float(scale_mm * gaps.min())
 
 
 def check_frame(

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from harness import sandbox
 from harness.adapters.protocol import Sample, SampleOutput, SutSession
 from harness.errors import BadInput
 from harness.evidence import EvidenceReader
@@ -113,7 +114,7 @@ def drive(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Enrol the gallery (staged, opaque ids), then every search: (the enrol record, the
     search records), as output_records writes them."""
-    with tempfile.TemporaryDirectory(prefix="face-1n-") as tmp:
+    with sandbox.staging("face-1n-") as tmp:
         staged = stage_inputs(
             [image_path(gallery_path, e.image) for e in gallery]
             + [image_path(searches_path, s.image) for s in searches],

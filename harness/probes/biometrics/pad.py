@@ -47,11 +47,13 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from harness import sandbox
 from harness.adapters.protocol import Sample, SutSession
 from harness.errors import BadInput
 from harness.evidence import EvidenceReader
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.probes.biometrics import pad_devset
+from harness.probes.biometrics.images import pixel_digest
 from harness.probes.sessions import answer_all, open_adapter_session, output_records, stage_inputs
 from harness.probes.speech.records import (
     INPUT_COPY,
@@ -174,21 +176,25 @@ def read_pad_set(path: Path, check_files: bool = True) -> list[PadItem]:
 
 
 def _distinct_bytes(path: Path, items: Sequence[PadItem], lines: Sequence[Any]) -> None:
-    """BadInput when two lines' images hold the same bytes under different names (one
-    presentation counted twice), naming both lines."""
+    """BadInput when two lines' images hold the same bytes, or the same pixels in another
+    encoding, under different names (one presentation counted twice), naming both lines."""
     first: dict[str, tuple[int, str]] = {}
     for item, line in zip(items, lines, strict=True):
         name = str(line.value["image"])
         digest = sha256_bytes(item.image.read_bytes())
-        if digest in first:
-            number, other = first[digest]
-            raise BadInput(
-                path,
-                f"line {item.line}: image",
-                f"{name!r} holds the same bytes (sha256 {digest[:12]}) as line {number} "
-                f"({other!r}): one presentation counted twice",
-            )
-        first[digest] = (item.line, name)
+        pixels = pixel_digest(item.image)
+        for key, what in ((digest, "bytes"), (pixels, "pixels")):
+            if key is None:
+                continue
+            if key in first:
+                number, other = first[key]
+                raise BadInput(
+                    path,
+                    f"line {item.line}: image",
+                    f"{name!r} holds the same {what} as line {number} ({other!r}): one "
+                    "presentation counted twice",
+                )
+            first[key] = (item.line, name)
 
 
 def check_coverage(path: Path, items: Sequence[PadItem], required: Sequence[str]) -> None:
@@ -358,7 +364,7 @@ class PadProbe:
         # (the SUT could list the parent of its copies: it must hold no manifest)
         with (
             tempfile.TemporaryDirectory(prefix="pad-") as work,
-            tempfile.TemporaryDirectory(prefix="pad-stage-") as stage_dir,
+            sandbox.staging("pad-stage-") as stage_dir,
         ):
             dev_images: list[tuple[str, bytes]] = []
             if given is None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import BadInput
+from harness.probes.biometrics.images import pixel_digest
 from harness.probes.speech.records import read_jsonl, text_field, unique
 
 SCORE_COLUMNS = ("probe_id", "reference_id", "genuine", "score")
@@ -52,6 +53,14 @@ def read_pairs(path: Path, base: Path | None = None, check_files: bool = True) -
             digests[image] = hashlib.sha256(Path(image).read_bytes()).hexdigest()
         return digests[image]
 
+    pixels: dict[str, str | None] = {}
+
+    def same_pixels(a: str, b: str) -> bool:
+        for image in (a, b):
+            if image not in pixels:
+                pixels[image] = pixel_digest(Path(image))
+        return pixels[a] is not None and pixels[a] == pixels[b]
+
     lines = read_jsonl(path, "pair manifest")
     pairs: list[Pair] = []
     seen: dict[tuple[str, str], int] = {}
@@ -70,11 +79,13 @@ def read_pairs(path: Path, base: Path | None = None, check_files: bool = True) -
             raise BadInput(
                 path, f"line {line.number}: reference", "the same image as the probe"
             )
-        if check_files and digest(images[0]) == digest(images[1]):
+        if check_files and (
+            digest(images[0]) == digest(images[1]) or same_pixels(images[0], images[1])
+        ):
             raise BadInput(
                 path,
                 f"line {line.number}: reference",
-                "the same bytes as the probe image (a copy of it): not a comparison",
+                "the same picture as the probe image (a copy of it): not a comparison",
             )
         key = (images[0], images[1])
         if key in seen or key[::-1] in seen:

@@ -29,7 +29,7 @@ trial with a failed sample fails; malformed answers in the performance runs make
 figures invalid. Before LoadGen, the first `unloaded_samples` searches are answered one at a
 time: the share of mated searches with a mate among the candidates there is the engine's
 rate without load; under load (pooled over the performance runs) a rate of 0, or below
-`min_mate_ratio` (half) of the unloaded one, makes the figures invalid ("the engine does not
+`min_mate_ratio` (0.9) of the unloaded one, makes the figures invalid ("the engine does not
 return mates under load"). The details also hold the share of well-formed answers per run,
 the gallery size reported against what was enrolled (for the reference engine: enrolled
 plus its synthetic background, a mismatch invalid; for a SUT both are recorded), and the
@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +54,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness import sandbox
 from harness.adapters.protocol import Sample, SutSession
 from harness.errors import BadInput
 from harness.evidence import EvidenceReader
@@ -131,7 +131,7 @@ class SearchQpsArgs(BaseModel):
     # searches answered one at a time before LoadGen: the mate rate without load
     unloaded_samples: int = Field(default=200, ge=1)
     # under load a mate rate below this share of the unloaded one makes the figures invalid
-    min_mate_ratio: float = Field(default=0.5, ge=0.0, le=1.0)
+    min_mate_ratio: float = Field(default=0.9, ge=0.0, le=1.0)
 
 
 def loadgen_args(args: SearchQpsArgs) -> LoadgenArgs:
@@ -309,7 +309,7 @@ class SearchQpsProbe:
         args = ctx.args
         assert isinstance(args, SearchQpsArgs)
         failures: list[str] = []
-        with tempfile.TemporaryDirectory(prefix="face-qps-") as tmp:
+        with sandbox.staging("face-qps-") as tmp:
             dev: dict[str, Any] | None = None
             if args.gallery in ctx.datasets:
                 gallery_path = ctx.datasets[args.gallery]

@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness import sandbox
 from harness.adapters.outputs_sut import csv_outputs
 from harness.adapters.protocol import Sample, SampleOutput, SutSession
 from harness.errors import BadInput
@@ -286,7 +287,7 @@ class VerifyProbe:
         # another: the SUT cannot list its way from its inputs to the dev manifest
         with (
             tempfile.TemporaryDirectory(prefix="face-verify-dev-") as dev_work,
-            tempfile.TemporaryDirectory(prefix="face-verify-") as work,
+            sandbox.staging("face-verify-") as work,
         ):
             given = ctx.datasets.get(args.dataset)
             if given is not None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from harness import sandbox
 from harness.adapters.protocol import SutSession
 from harness.errors import BadInput
 from harness.evidence import EvidenceReader, EvidenceWriter
@@ -287,7 +288,7 @@ def stage_shuffled(
     """Copies of `paths[k]` for k in `order`, under fresh random names (16 hex digits and
     the suffix) in a fresh folder of its own under `parent` (readable by this user only):
     nothing in a name or a place ties a copy to the copy of another run."""
-    stage = Path(tempfile.mkdtemp(prefix="sut-inputs-", dir=parent))
+    stage = Path(tempfile.mkdtemp(prefix="sut-inputs-", dir=sandbox.stage_parent(parent)))
     stage.chmod(0o700)
     staged: list[Path] = []
     names: set[str] = set()

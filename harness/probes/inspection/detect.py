@@ -61,6 +61,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import binom
 
+from harness import sandbox
 from harness.adapters.protocol import Sample
 from harness.evidence import EvidenceReader
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
@@ -75,6 +76,16 @@ from harness.probes.inspection.common import (
     stage_shuffled,
     task_set,
     write_set,
+)
+from harness.probes.inspection.figures import (
+    answer_of,
+    decisions,
+    error_figures,
+    precision_figure,
+    rate,
+    tally_dimensions,
+    type_precision,
+    type_recall,
 )
 from harness.probes.inspection.manifest import Answer, Item, parse_answer, read_manifest
 from harness.probes.sessions import answer_all, output_records
@@ -169,7 +180,7 @@ class DetectProbe:
         assert isinstance(args, DetectArgs)
         with (
             tempfile.TemporaryDirectory(prefix="harness-d14-set-") as tmp,
-            tempfile.TemporaryDirectory(prefix="harness-d14-stage-") as stage_dir,
+            sandbox.staging("harness-d14-stage-") as stage_dir,
         ):
             ctx.progress("read the set")
             ts = task_set(ctx, args.dataset, args.dev(), Path(tmp), args.defect_types)
@@ -224,7 +235,7 @@ class DetectProbe:
             return ScoreResult(
                 [], [Unmeasured(id=m, reason=NOT_ANSWERED_REASON) for m in self.metrics(args)]
             )
-        answers = [[_answer(r) for r in records] for records in runs]
+        answers = [[answer_of(r) for r in records] for records in runs]
         who = "the harness's reference detector" if sut.get("reference") else "the SUT"
         what = f"{len(items)} images of the set (sha256 {source['sha256'][:12]}), answered by {who}"
         figures = _detection(items, answers[0], args, ctx.confidence, what)
@@ -262,12 +273,6 @@ def _in_item_order(runs: list[dict[str, Any]], items: list[Item]) -> list[list[d
     return out
 
 
-def _answer(record: dict[str, Any]) -> Answer | str:
-    if record["error"]:
-        return f"failed: {record['error']}"
-    return parse_answer(record["output"])
-
-
 def _failures(runs: list[list[dict[str, Any]]], sut: dict[str, Any]) -> list[str]:
     if all_unanswered(runs[0], sut, lambda k, o: isinstance(parse_answer(o), Answer)):
         return []
@@ -291,21 +296,6 @@ def _failures(runs: list[list[dict[str, Any]]], sut: dict[str, Any]) -> list[str
     ]
 
 
-def rate(
-    metric: str,
-    count: int,
-    n: int,
-    confidence: float,
-    method: str,
-    details: dict[str, Any],
-    counted: str,
-    what: str,
-) -> Measurement | Unmeasured:
-    if n == 0:
-        return Unmeasured(id=metric, reason=f"the set holds no {what}")
-    return accuracy_percent(metric, count, n, confidence, method, details, counted=counted)
-
-
 def _detection(
     items: list[Item],
     answers: list[Answer | str],
@@ -313,12 +303,9 @@ def _detection(
     confidence: float,
     what: str,
 ) -> list[Measurement | Unmeasured]:
-    defective = [(i, a) for i, a in zip(items, answers, strict=True) if i.defective]
-    good = [(i, a) for i, a in zip(items, answers, strict=True) if not i.defective]
-    missed = [i.id for i, a in defective if not (isinstance(a, Answer) and a.defective)]
-    alarms = [i.id for i, a in good if not (isinstance(a, Answer) and not a.defective)]
-    bad = [(i.id, a) for i, a in zip(items, answers, strict=True) if isinstance(a, str)]
-    common = {"failed_or_malformed": len(bad), "first_failures": [f"{k}: {r}" for k, r in bad[:5]]}
+    split = decisions(items, answers)
+    defective, good, missed, alarms = split.defective, split.good, split.missed, split.alarms
+    common = split.failures
     out: list[Measurement | Unmeasured] = [
         rate(
             "miss_rate",
@@ -348,12 +335,7 @@ def _detection(
             "good image",
         ),
     ]
-    per_type: dict[str, list[int]] = {}
-    for i, a in defective:
-        for kind in set(i.types):
-            tally = per_type.setdefault(kind, [0, 0])
-            tally[0] += isinstance(a, Answer) and kind in a.types
-            tally[1] += 1
+    per_type = type_recall(defective)
     for kind in args.report_types:
         hit, n = per_type.get(kind, [0, 0])
         out.append(
@@ -438,46 +420,6 @@ def _detection(
     return out
 
 
-def type_precision(
-    items: Sequence[Any], answers: Sequence[Answer | str]
-) -> dict[str, tuple[int, int]]:
-    """Per type named in an answer: (answers naming it whose item holds it, answers naming
-    it), over every item, good ones included."""
-    out: dict[str, list[int]] = {}
-    for item, a in zip(items, answers, strict=True):
-        if not isinstance(a, Answer):
-            continue
-        for kind in a.types:
-            tally = out.setdefault(kind, [0, 0])
-            tally[0] += kind in item.types
-            tally[1] += 1
-    return {k: (v[0], v[1]) for k, v in out.items()}
-
-
-def precision_figure(
-    metric: str,
-    kind: str,
-    precise: dict[str, tuple[int, int]],
-    confidence: float,
-    what: str,
-    noun: str = "images",
-) -> Measurement | Unmeasured:
-    right, named = precise.get(kind, (0, 0))
-    if named == 0:
-        return Unmeasured(id=metric, reason=f"no answer names {kind}")
-    return accuracy_percent(
-        metric,
-        right,
-        named,
-        confidence,
-        f"{noun} whose answer names {kind} that really hold a {kind}, of the {named} "
-        f"{noun} whose answer names it; {what}",
-        {"named": named, "holding_it": right},
-        counted=f"really holding a {kind}",
-        noun=f"{noun} answered {kind}",
-    )
-
-
 def _measurement(
     items: list[Item],
     answers: list[Answer | str],
@@ -485,49 +427,20 @@ def _measurement(
     confidence: float,
     what: str,
 ) -> list[Measurement | Unmeasured]:
-    pairs = [
-        (i, a, name, v)
-        for i, a in zip(items, answers, strict=True)
-        for name, v in i.dimensions.items()
-    ]
     metrics = ("dimension_within_tolerance", "dimension_mae_mm", "dimension_max_error_mm")
-    if not pairs:
+    tally = tally_dimensions(items, answers, args.tolerance_mm, 1e-9)
+    if not tally.pairs:
         reason = "the set gives no true dimensions (`dimensions` on its lines)"
         return [Unmeasured(id=m, reason=reason) for m in metrics]
-    errors: list[float] = []
-    within = 0
-    per_name: dict[str, dict[str, Any]] = {}
-    for _item, a, name, truth in pairs:
-        entry = per_name.setdefault(name, {"pairs": 0, "answered": 0, "within": 0, "errors": []})
-        entry["pairs"] += 1
-        if not isinstance(a, Answer) or name not in a.dimensions:
-            continue
-        err = abs(a.dimensions[name] - truth)
-        errors.append(err)
-        entry["answered"] += 1
-        entry["errors"].append(err)
-        if err <= args.tolerance_mm + 1e-9:
-            within += 1
-            entry["within"] += 1
-    summary = {
-        name: {
-            "pairs": e["pairs"],
-            "answered": e["answered"],
-            "within_tolerance": e["within"],
-            "mae_mm": statistics.fmean(e["errors"]) if e["errors"] else None,
-            "max_error_mm": max(e["errors"]) if e["errors"] else None,
-        }
-        for name, e in sorted(per_name.items())
-    }
-    details = {"pairs": len(pairs), "answered": len(errors), "per_dimension": summary}
+    errors, within, details = tally.errors, tally.within, tally.details
     out: list[Measurement | Unmeasured] = [
         accuracy_percent(
             "dimension_within_tolerance",
             within,
-            len(pairs),
+            tally.pairs,
             confidence,
             f"true dimensions (image, name) whose answered value is within +/- "
-            f"{args.tolerance_mm:g} mm, of {len(pairs)}; a dimension not answered counts as "
+            f"{args.tolerance_mm:g} mm, of {tally.pairs}; a dimension not answered counts as "
             f"outside; {what} (first run)",
             {**details, "within_tolerance": within, "tolerance_mm": args.tolerance_mm},
             counted=f"within +/- {args.tolerance_mm:g} mm",
@@ -536,31 +449,14 @@ def _measurement(
     if not errors:
         reason = "the answers give none of the set's dimensions"
         return [*out, *(Unmeasured(id=m, reason=reason) for m in metrics[1:])]
-    out.append(
-        Measurement(
-            id="dimension_mae_mm",
-            value=statistics.fmean(errors),
-            unit="mm",
-            n=len(errors),
-            repeats=1,
-            method=f"mean |answered - true| over the {len(errors)} answered dimensions; {what}",
-            details=details,
-        )
+    return out + error_figures(
+        ("dimension_mae_mm", "dimension_max_error_mm"),
+        tally,
+        f"mean |answered - true| over the {len(errors)} answered dimensions; {what}",
+        f"largest |answered - true| over the {len(errors)} answered dimensions; "
+        f"{what}; the largest error of this sample of images, a sample statistic with no "
+        "confidence bound (it cannot decide a target)",
     )
-    out.append(
-        Measurement(
-            id="dimension_max_error_mm",
-            value=max(errors),
-            unit="mm",
-            n=len(errors),
-            repeats=1,
-            method=f"largest |answered - true| over the {len(errors)} answered dimensions; "
-            f"{what}; the largest error of this sample of images, a sample statistic with no "
-            "confidence bound (it cannot decide a target)",
-            details=details,
-        )
-    )
-    return out
 
 
 def quantile_upper_bound(

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness import sandbox
 from harness.adapters.protocol import Sample, SutSession
 from harness.errors import BadInput
 from harness.evidence import EvidenceReader
@@ -41,7 +42,8 @@ from harness.probes.inspection.common import (
     task_set,
     write_set,
 )
-from harness.probes.inspection.detect import DEFAULT_TYPES, rate
+from harness.probes.inspection.detect import DEFAULT_TYPES
+from harness.probes.inspection.figures import rate
 from harness.probes.inspection.manifest import Answer, Item, parse_answer, read_manifest
 from harness.probes.sessions import (
     answer_all,
@@ -119,7 +121,7 @@ class FewshotProbe:
         assert isinstance(args, FewshotArgs)
         with (
             tempfile.TemporaryDirectory(prefix="harness-d14-set-") as tmp,
-            tempfile.TemporaryDirectory(prefix="harness-d14-stage-") as stage_dir,
+            sandbox.staging("harness-d14-stage-") as stage_dir,
         ):
             ctx.progress("read the set")
             ts = task_set(ctx, args.dataset, args.dev(), Path(tmp), args.defect_types, splits=True)

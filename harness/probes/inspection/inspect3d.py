@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import statistics
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,12 +39,22 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness import sandbox
 from harness.adapters.protocol import Sample, SutSession
 from harness.errors import BadInput
 from harness.evidence import EvidenceReader, EvidenceWriter
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.probes.inspection.common import describe, given_set
-from harness.probes.inspection.detect import precision_figure, rate, type_precision
+from harness.probes.inspection.figures import (
+    answer_of,
+    decisions,
+    error_figures,
+    precision_figure,
+    rate,
+    tally_dimensions,
+    type_precision,
+    type_recall,
+)
 from harness.probes.inspection.heightmaps import HeightItem, load_map, read_height_manifest
 from harness.probes.inspection.manifest import Answer, array_digest, parse_answer
 from harness.probes.sessions import answer_all, open_adapter_session, output_records, stage_inputs
@@ -281,7 +290,7 @@ class Inspect3dProbe:
         assert isinstance(args, Inspect3dArgs)
         with (
             tempfile.TemporaryDirectory(prefix="harness-d14-3d-set-") as tmp,
-            tempfile.TemporaryDirectory(prefix="harness-d14-3d-stage-") as stage_dir,
+            sandbox.staging("harness-d14-3d-stage-") as stage_dir,
         ):
             ctx.progress("read the height maps")
             ms = map_set(ctx, args, Path(tmp))
@@ -321,7 +330,7 @@ class Inspect3dProbe:
             return ScoreResult(
                 [], [Unmeasured(id=m, reason=NOT_ANSWERED_REASON) for m in self.metrics(args)]
             )
-        answers = [_answer(r) for r in records]
+        answers = [answer_of(r) for r in records]
         who = "the harness's reference detector" if sut.get("reference") else "the SUT"
         what = (
             f"{len(items)} height maps of the set (sha256 {source['sha256'][:12]}), answered "
@@ -337,16 +346,10 @@ class Inspect3dProbe:
         return ScoreResult(measurements, unmeasured)
 
 
-def _answer(record: dict[str, Any]) -> Answer | str:
-    if record["error"]:
-        return f"failed: {record['error']}"
-    return parse_answer(record["output"])
-
-
 def _failures(records: list[dict[str, Any]], sut: dict[str, Any]) -> list[str]:
     if all_unanswered(records, sut, lambda k, o: isinstance(parse_answer(o), Answer)):
         return []
-    bad = [(str(r["id"]), a) for r in records if isinstance(a := _answer(r), str)]
+    bad = [(str(r["id"]), a) for r in records if isinstance(a := answer_of(r), str)]
     if not bad:
         return []
     failed = sum(a.startswith("failed: ") for _, a in bad)
@@ -363,13 +366,9 @@ def _detection(
     confidence: float,
     what: str,
 ) -> list[Measurement | Unmeasured]:
-    pairs = list(zip(items, answers, strict=True))
-    defective = [(i, a) for i, a in pairs if i.defective]
-    good = [(i, a) for i, a in pairs if not i.defective]
-    missed = [i.id for i, a in defective if not (isinstance(a, Answer) and a.defective)]
-    alarms = [i.id for i, a in good if not (isinstance(a, Answer) and not a.defective)]
-    bad = [(i.id, a) for i, a in pairs if isinstance(a, str)]
-    common = {"failed_or_malformed": len(bad), "first_failures": [f"{k}: {r}" for k, r in bad[:5]]}
+    split = decisions(items, answers)
+    defective, good, missed, alarms = split.defective, split.good, split.missed, split.alarms
+    common = split.failures
     out: list[Measurement | Unmeasured] = [
         rate(
             "miss_rate",
@@ -399,12 +398,7 @@ def _detection(
             "good height map",
         ),
     ]
-    per_type: dict[str, list[int]] = {}
-    for i, a in defective:
-        for kind in set(i.types):
-            tally = per_type.setdefault(kind, [0, 0])
-            tally[0] += isinstance(a, Answer) and kind in a.types
-            tally[1] += 1
+    per_type = type_recall(defective)
     for kind in args.report_types:
         hit, n = per_type.get(kind, [0, 0])
         out.append(
@@ -435,49 +429,20 @@ def _depth(
     confidence: float,
     what: str,
 ) -> list[Measurement | Unmeasured]:
-    pairs = [
-        (i, a, name, v)
-        for i, a in zip(items, answers, strict=True)
-        for name, v in i.dimensions.items()
-    ]
     metrics = ("depth_within_tolerance", "depth_mae_mm", "depth_max_error_mm")
-    if not pairs:
+    tally = tally_dimensions(items, answers, args.tolerance_mm, 1e-12)
+    if not tally.pairs:
         reason = "the set gives no true depth or height (`dimensions` on its lines)"
         return [Unmeasured(id=m, reason=reason) for m in metrics]
-    errors: list[float] = []
-    within = 0
-    per_name: dict[str, dict[str, Any]] = {}
-    for _item, a, name, truth in pairs:
-        entry = per_name.setdefault(name, {"pairs": 0, "answered": 0, "within": 0, "errors": []})
-        entry["pairs"] += 1
-        if not isinstance(a, Answer) or name not in a.dimensions:
-            continue
-        err = abs(a.dimensions[name] - truth)
-        errors.append(err)
-        entry["answered"] += 1
-        entry["errors"].append(err)
-        if err <= args.tolerance_mm + 1e-12:
-            within += 1
-            entry["within"] += 1
-    summary = {
-        name: {
-            "pairs": e["pairs"],
-            "answered": e["answered"],
-            "within_tolerance": e["within"],
-            "mae_mm": statistics.fmean(e["errors"]) if e["errors"] else None,
-            "max_error_mm": max(e["errors"]) if e["errors"] else None,
-        }
-        for name, e in sorted(per_name.items())
-    }
-    details = {"pairs": len(pairs), "answered": len(errors), "per_dimension": summary}
+    errors, within, details = tally.errors, tally.within, tally.details
     out: list[Measurement | Unmeasured] = [
         accuracy_percent(
             "depth_within_tolerance",
             within,
-            len(pairs),
+            tally.pairs,
             confidence,
             f"true defect depths and heights (map, depth_mm | height_mm) whose answered value "
-            f"is within +/- {args.tolerance_mm:g} mm, of {len(pairs)}; one not answered "
+            f"is within +/- {args.tolerance_mm:g} mm, of {tally.pairs}; one not answered "
             f"counts as outside; {what}",
             {**details, "within_tolerance": within, "tolerance_mm": args.tolerance_mm},
             counted=f"within +/- {args.tolerance_mm:g} mm",
@@ -487,29 +452,11 @@ def _depth(
     if not errors:
         reason = "the answers give none of the set's depths or heights"
         return [*out, *(Unmeasured(id=m, reason=reason) for m in metrics[1:])]
-    out.append(
-        Measurement(
-            id="depth_mae_mm",
-            value=statistics.fmean(errors),
-            unit="mm",
-            n=len(errors),
-            repeats=1,
-            method=f"mean |answered - true| over the {len(errors)} answered depths and "
-            f"heights; {what}",
-            details=details,
-        )
+    return out + error_figures(
+        ("depth_mae_mm", "depth_max_error_mm"),
+        tally,
+        f"mean |answered - true| over the {len(errors)} answered depths and heights; {what}",
+        f"largest |answered - true| over the {len(errors)} answered depths and "
+        f"heights; {what}; the largest error of this sample of maps, a sample statistic "
+        "with no confidence bound (it cannot decide a target)",
     )
-    out.append(
-        Measurement(
-            id="depth_max_error_mm",
-            value=max(errors),
-            unit="mm",
-            n=len(errors),
-            repeats=1,
-            method=f"largest |answered - true| over the {len(errors)} answered depths and "
-            f"heights; {what}; the largest error of this sample of maps, a sample statistic "
-            "with no confidence bound (it cannot decide a target)",
-            details=details,
-        )
-    )
-    return out

@@ -38,6 +38,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness import sandbox
 from harness.adapters.protocol import Sample, SampleOutput
 from harness.evidence import EvidenceReader
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
@@ -160,7 +161,7 @@ class ThroughputProbe:
         assert isinstance(args, ThroughputArgs)
         with (
             tempfile.TemporaryDirectory(prefix="harness-d14-set-") as tmp,
-            tempfile.TemporaryDirectory(prefix="harness-d14-stage-") as stage_dir,
+            sandbox.staging("harness-d14-stage-") as stage_dir,
         ):
             ctx.progress("read the set")
             ts = task_set(ctx, args.dataset, args.dev(), Path(tmp), args.defect_types)

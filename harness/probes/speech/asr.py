@@ -60,6 +60,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from harness import sandbox
 from harness.adapters.protocol import Sample
 from harness.errors import BadInput
 from harness.evidence import EvidenceReader
@@ -207,7 +208,7 @@ class AsrProbe:
         local = ctx.sut.adapter == "local" and ctx.session is None
         with (
             tempfile.TemporaryDirectory(prefix="harness-asr-") as tmp,
-            tempfile.TemporaryDirectory(prefix="harness-asr-stage-") as stage_dir,
+            sandbox.staging("harness-asr-stage-") as stage_dir,
         ):
             ctx.progress("read the set")
             sets, rows, dev = _rows(ctx, args, Path(tmp))

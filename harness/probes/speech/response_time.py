@@ -44,6 +44,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats as _sp
 
+from harness import sandbox
 from harness.adapters.protocol import Sample
 from harness.errors import BadInput
 from harness.evidence import EvidenceReader
@@ -246,7 +247,7 @@ class ResponseTimeProbe:
             if ctx.session is None and ctx.sut.adapter in ("local", "http"):
                 records, sut = self._streaming(ctx, args, items, wavs)
             else:
-                with tempfile.TemporaryDirectory(prefix="harness-rt-sut-") as stage:
+                with sandbox.staging("harness-rt-sut-") as stage:
                     staged = stage_inputs(wavs, Path(stage))
                     records, sut = self._whole_call(ctx, items, staged)
         # the utterances' texts (references) are written only now, the session closed

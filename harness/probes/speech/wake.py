@@ -70,6 +70,7 @@ from typing import Any, BinaryIO, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from harness import sandbox
 from harness.adapters.protocol import Sample, SutSession
 from harness.errors import BadInput
 from harness.evidence import EvidenceReader
@@ -920,7 +921,7 @@ class WakeProbe:
             pcm = b"".join(parts)
             wav = build / f"stream-{k:05d}.wav"
             write_wav(wav, pcm)
-            with tempfile.TemporaryDirectory(prefix="harness-wake-sut-") as stage_dir:
+            with sandbox.staging("harness-wake-sut-") as stage_dir:
                 (staged,) = stage_inputs([wav], Path(stage_dir))
                 wav.unlink()
                 (out,) = answer_all(session, [Sample(k, str(staged), str(staged))])

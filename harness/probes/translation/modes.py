@@ -50,6 +50,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness import sandbox
 from harness.adapters.protocol import Sample, SampleOutput, SutSession
 from harness.errors import BadInput
 from harness.evidence import EvidenceReader
@@ -282,7 +283,7 @@ class ModesProbe:
             return {"status": status, "reason": session}
         samples: list[Sample] = []
         inputs: list[dict[str, Any]] = []
-        stage_holder = tempfile.TemporaryDirectory(prefix="harness-mt-stage-")
+        stage_holder = sandbox.staging("harness-mt-stage-")
         stage_dir = Path(stage_holder.name)
         try:
             for k, s in enumerate(segs):
