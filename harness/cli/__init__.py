@@ -11,6 +11,7 @@ from harness.cli import (
     audit_cmd,
     env_cmd,
     keygen_cmd,
+    ledger_cmd,
     rating_sheet_cmd,
     run_cmd,
     suites_cmd,
@@ -33,6 +34,7 @@ for command in (
     suites_cmd.suites,
     env_cmd.env,
     rating_sheet_cmd.rating_sheet,
+    ledger_cmd.ledger,
 ):
     cli.add_command(command)
 
