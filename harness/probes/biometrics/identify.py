@@ -30,13 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from harness import sandbox
 from harness.adapters.protocol import Sample, SampleOutput, SutSession
-from harness.errors import BadInput
 from harness.evidence import EvidenceReader
 from harness.probes.base import CollectContext, ScoreContext, ScoreResult
 from harness.probes.biometrics.search_inputs import (
     GALLERY_COPY,
     SEARCHES_COPY,
     Entry,
+    check_sets,
     dev_data_reason,
     image_digests,
     image_path,
@@ -155,12 +155,7 @@ class IdentifyProbe:
 
     def check_datasets(self, args: BaseModel, datasets: dict[str, Path]) -> None:
         assert isinstance(args, IdentifyArgs)
-        given = [n for n in (args.gallery, args.searches) if n in datasets]
-        if len(given) == 1:
-            other = args.searches if given[0] == args.gallery else args.gallery
-            raise BadInput("--dataset", other, f"{given[0]} is given: give {other} too")
-        if given:
-            read_pair(datasets[args.gallery], datasets[args.searches])
+        check_sets(args.gallery, args.searches, datasets)
 
     def collect(self, ctx: CollectContext) -> list[str]:
         args = ctx.args

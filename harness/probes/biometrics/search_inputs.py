@@ -70,6 +70,16 @@ def check_pair(
             )
 
 
+def check_sets(gallery: str, searches: str, datasets: dict[str, Path]) -> None:
+    """Both 1:N sets or neither, each read now (BadInput naming file, line and field)."""
+    given = [n for n in (gallery, searches) if n in datasets]
+    if len(given) == 1:
+        other = searches if given[0] == gallery else gallery
+        raise BadInput("--dataset", other, f"{given[0]} is given: give {other} too")
+    if given:
+        read_pair(datasets[gallery], datasets[searches])
+
+
 def read_pair(gallery_path: Path, searches_path: Path) -> tuple[list[Entry], list[Entry]]:
     gallery = read_set(gallery_path, "gallery")
     searches = read_set(searches_path, "search set")

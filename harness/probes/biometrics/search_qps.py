@@ -63,6 +63,7 @@ from harness.probes.biometrics.search_answers import AnswerCheck, Recorder, pool
 from harness.probes.biometrics.search_inputs import (
     GALLERY_COPY,
     SEARCHES_COPY,
+    check_sets,
     dev_data_reason,
     image_digests,
     image_path,
@@ -85,6 +86,7 @@ from harness.probes.loadgen.logs import (
     read_runs,
     trial_passed,
 )
+from harness.probes.loadgen.rate_search import highest_passing_rate
 from harness.probes.loadgen.runner import Runner
 from harness.probes.loadgen.settings import loadgen_settings
 from harness.probes.sessions import answer_all, open_adapter_session, output_records, stage_inputs
@@ -204,9 +206,6 @@ def find_max_qps(
     """Bracket (double while passing, halve while failing), then bisect, the highest Server
     target QPS whose trial meets the latency bound; None when none did. `after(name)`: the
     samples of the run just done that failed the answer check (they fail the trial)."""
-    lo: float | None = None
-    hi: float | None = None
-    qps = args.target_qps
     trial = 0
 
     def attempt(q: float) -> bool:
@@ -219,26 +218,7 @@ def find_max_qps(
         bad = after(name) if after is not None else 0
         return trial_ok(log, stats.failed + bad)[0]
 
-    for _ in range(8):
-        if attempt(qps):
-            lo = qps
-            if hi is not None:
-                break
-            qps *= 2
-        else:
-            hi = qps
-            if lo is not None:
-                break
-            qps /= 2
-    for _ in range(args.search_steps):
-        if lo is None or hi is None or hi / lo - 1 <= args.search_tolerance:
-            break
-        mid = (lo + hi) / 2
-        if attempt(mid):
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    return highest_passing_rate(args.target_qps, attempt, args.search_steps, args.search_tolerance)
 
 
 def _reference_queries(
@@ -296,12 +276,7 @@ class SearchQpsProbe:
 
     def check_datasets(self, args: BaseModel, datasets: dict[str, Path]) -> None:
         assert isinstance(args, SearchQpsArgs)
-        given = [n for n in (args.gallery, args.searches) if n in datasets]
-        if len(given) == 1:
-            other = args.searches if given[0] == args.gallery else args.gallery
-            raise BadInput("--dataset", other, f"{given[0]} is given: give {other} too")
-        if given:
-            read_pair(datasets[args.gallery], datasets[args.searches])
+        check_sets(args.gallery, args.searches, datasets)
 
     def collect(self, ctx: CollectContext) -> list[str]:
         import mlperf_loadgen as lg

@@ -18,6 +18,7 @@ from harness.probes.loadgen.args import TEST01_RNG_SEED, TEST04_SAME_INDEX, Load
 from harness.probes.loadgen.datasets import LABELS_FILE, Labels, build_dataset, read_labels
 from harness.probes.loadgen.driver import Driver
 from harness.probes.loadgen.logs import MAX_REASONS, PERFORMANCE, trial_passed
+from harness.probes.loadgen.rate_search import highest_passing_rate
 from harness.probes.loadgen.runner import Runner
 from harness.probes.loadgen.sessions import open_session
 from harness.probes.loadgen.settings import (
@@ -192,9 +193,6 @@ def _collect(
 def _search(args: LoadgenArgs, runs: Runner, samples: list[Sample], plan: Plan) -> float | None:
     """Bracket, then bisect, the highest Server QPS whose short trial meets the latency
     bound; returns it (None when no trial did)."""
-    lo: float | None = None
-    hi: float | None = None
-    qps = plan.target_qps
     trial = 0
 
     def attempt(q: float) -> bool:
@@ -205,26 +203,7 @@ def _search(args: LoadgenArgs, runs: Runner, samples: list[Sample], plan: Plan) 
         log, stats = runs.run(f"search-{trial:02d}", samples, values)
         return trial_passed(log, stats.failed)[0]
 
-    for _ in range(8):  # bracket: double while passing, halve while failing
-        if attempt(qps):
-            lo = qps
-            if hi is not None:
-                break
-            qps *= 2
-        else:
-            hi = qps
-            if lo is not None:
-                break
-            qps /= 2
-    for _ in range(args.search_steps):
-        if lo is None or hi is None or hi / lo - 1 <= args.search_tolerance:
-            break
-        mid = (lo + hi) / 2
-        if attempt(mid):
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    return highest_passing_rate(plan.target_qps, attempt, args.search_steps, args.search_tolerance)
 
 
 def _labels_for(args: LoadgenArgs, count: int) -> Labels | None:
