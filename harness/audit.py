@@ -4,11 +4,12 @@ every verdict from evidence/ alone and compare them with the signed statement.""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import __version__, header, signing
+from harness import __version__, header
 from harness.environment import git_revision, package_versions, source_digest
 from harness.errors import BadInput
 from harness.evaluate import evaluate
@@ -81,12 +82,7 @@ def diff_header(signed: dict[str, Any], derived: dict[str, Any]) -> list[str]:
     return out
 
 
-def _signed_statement(envelope_path: Path) -> dict[str, Any]:
-    data = json.loads(envelope_path.read_text(encoding="utf-8"))
-    return signing.statement_of(signing.open_envelope(data, str(envelope_path)), str(envelope_path))
-
-
-def audit(run_dir: Path, pubkey: Path | None = None) -> AuditResult:
+def audit(run_dir: Path, pubkeys: Sequence[Path] = (), threshold: int = 1) -> AuditResult:
     """VerificationFailed when the run directory does not verify (signature, digests, links,
     statement.json, rendered reports); otherwise the differences between the signed
     predicate and what the evidence gives."""
@@ -96,9 +92,8 @@ def audit(run_dir: Path, pubkey: Path | None = None) -> AuditResult:
     envelope_path = run_dir / ENVELOPE_FILE
     if not envelope_path.is_file():
         raise BadInput(run_dir, None, f"no {ENVELOPE_FILE}: not a run directory")
-    verified = verify(run_dir, pubkey)
-    statement = _signed_statement(envelope_path)
-    signed = statement.get("predicate")
+    verified = verify(run_dir, pubkeys, threshold)
+    signed = verified.statement.get("predicate")  # the bytes that verified, not a re-read
     if not isinstance(signed, dict):
         raise BadInput(envelope_path, "predicate", "missing")
     try:

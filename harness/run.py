@@ -371,7 +371,8 @@ def _execute_into(
     (run_dir / "statement.json").write_bytes(signing.payload_bytes(statement))
     jsonio.write(run_dir / "report.dsse.json", signing.sign(statement, p.key))
     (run_dir / "report.md").write_text(report.render_markdown(statement), encoding="utf-8")
-    (run_dir / "report.html").write_text(report.render_html(statement), encoding="utf-8")
+    page = report.render_html(statement, run_dir=run_dir)  # figures from the evidence
+    (run_dir / "report.html").write_text(page, encoding="utf-8")
     return RunResult(run_dir, evaluation, statement, failures)
 
 

@@ -71,6 +71,31 @@ class DatasetSpec(Strict):
     required: bool = False
 
 
+class RankKey(Strict):
+    """One ranking indicator; better is the side its op points to (>= higher, <= lower)."""
+
+    indicator: str
+    prefer: Literal["higher", "lower"]
+
+
+class Ranking(Strict):
+    """How `harness rank` orders the applicants of this suite: those whose every indicator
+    PASSes first, then by `primary` in turn (an indicator decides only where the two
+    intervals do not overlap; otherwise the next one is asked); at most `shortlist` (<= 5)
+    are shortlisted and `winners` (<= 3) named, as the guide's selection allows."""
+
+    primary: list[RankKey] = Field(min_length=1)
+    shortlist: int = Field(default=5, ge=1, le=5)
+    winners: int = Field(default=3, ge=1, le=3)
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _winners_within_shortlist(self) -> Ranking:
+        if self.winners > self.shortlist:
+            raise ValueError(f"winners ({self.winners}) exceeds the shortlist ({self.shortlist})")
+        return self
+
+
 class Suite(Strict):
     schema_: Literal["harness.suite/v1"] = Field(alias="schema")
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
@@ -82,6 +107,27 @@ class Suite(Strict):
     datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
     tasks: list[Task]
     indicators: list[Indicator]
+    ranking: Ranking | None = None
+
+    @model_validator(mode="after")
+    def _ranking_indicators(self) -> Suite:
+        ops = {ind.id: ind.op for ind in self.indicators}
+        if self.ranking is None or len(ops) < len(self.indicators):
+            return self  # duplicated indicator ids: the suite loader names the field
+        seen: set[str] = set()
+        for key in self.ranking.primary:
+            if key.indicator not in ops:
+                raise ValueError(f"ranking: {key.indicator!r} is not an indicator of this suite")
+            if key.indicator in seen:
+                raise ValueError(f"ranking: {key.indicator!r} is named twice")
+            seen.add(key.indicator)
+            better = "higher" if ops[key.indicator] in (">=", ">") else "lower"
+            if key.prefer != better:
+                raise ValueError(
+                    f"ranking: {key.indicator} prefers {key.prefer}, but its target "
+                    f"({ops[key.indicator]}) says {better} is better"
+                )
+        return self
 
     @model_validator(mode="after")
     def _known_partners(self) -> Suite:

@@ -144,13 +144,51 @@ def verify(envelope: Envelope, key: SSlibKey, source: str) -> None:
         ) from None
 
 
+def verifying_keys(envelope: Envelope, keys: list[SSlibKey]) -> list[SSlibKey]:
+    """The given keys (each once, by key id) whose signature over the envelope verifies."""
+    unique = {key.keyid: key for key in keys}
+    accepted: list[SSlibKey] = []
+    for key in unique.values():
+        try:
+            envelope.verify([key], 1)
+        except Exception:
+            continue
+        accepted.append(key)
+    return accepted
+
+
+def cosign(data: dict[str, Any], key: SigningKey, source: str) -> dict[str, Any]:
+    """The envelope with one more signature over the same payload (a witness lab's)."""
+    envelope = open_envelope(data, source)
+    if key.keyid in envelope.signatures:
+        raise BadInput(key.path, None, f"key {key.keyid} has signed {source} already")
+    envelope.sign(CryptoSigner(key.private))
+    return envelope.to_dict()
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def statement_of(envelope: Envelope, source: str) -> dict[str, Any]:
+    """The signed in-toto Statement. Its payload must be exactly the canonical bytes the
+    harness signs (payload_bytes): no NaN or infinities, no duplicated keys that two parsers
+    could read differently, no other spelling of the same numbers."""
     try:
-        statement = json.loads(envelope.payload)
-    except ValueError:
-        raise VerificationFailed(f"{source}: payload is not JSON") from None
+        statement = json.loads(envelope.payload, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as error:
+        raise VerificationFailed(f"{source}: payload is not JSON: {error}") from None
     if not isinstance(statement, dict):
         raise VerificationFailed(f"{source}: payload is not an in-toto Statement")
+    try:
+        canonical = payload_bytes(statement) == envelope.payload
+    except (ValueError, RecursionError):  # an overflowing number reads as infinity
+        canonical = False
+    if not canonical:
+        raise VerificationFailed(
+            f"{source}: the payload is not in the harness's canonical form (sorted keys, no "
+            "white space, finite numbers, each key once)"
+        )
     if statement.get("_type") != STATEMENT_TYPE:
         raise VerificationFailed(
             f"{source}: _type is {statement.get('_type')!r}, not {STATEMENT_TYPE}"
@@ -162,4 +200,6 @@ def statement_of(envelope: Envelope, source: str) -> dict[str, Any]:
     extra = sorted(set(statement) - {"_type", "subject", "predicateType", "predicate"})
     if extra:
         raise VerificationFailed(f"{source}: the statement has unknown fields {extra}")
+    if not isinstance(statement.get("predicate"), dict):
+        raise VerificationFailed(f"{source}: the statement's predicate is not an object")
     return statement

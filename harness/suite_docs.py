@@ -76,6 +76,20 @@ def render(suite: Suite) -> str:
         if ind.pending:
             source += f" (pending: {ind.pending})"
         lines.append(f"| `{ind.id}`: {ind.title} | `{ind.metric}` | {target} | {source} |")
+    if suite.ranking is not None:
+        keys = ", then ".join(
+            f"`{k.indicator}` ({k.prefer} is better)" for k in suite.ranking.primary
+        )
+        lines += [
+            "",
+            "## Ranking (`harness rank`)",
+            "",
+            f"Applicants whose every indicator PASSes first, then {keys}; an indicator orders "
+            "two applicants only where their intervals do not overlap (otherwise the next one "
+            f"is asked, and a tie on all of them stays a tie). Shortlist: at most "
+            f"{suite.ranking.shortlist}; winners: at most {suite.ranking.winners}. Source: "
+            f"{suite.ranking.source or 'the suite'}.",
+        ]
     lines += [
         "",
         "## Tasks",

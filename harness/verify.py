@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from securesystemslib.dsse import Envelope
 from securesystemslib.signer import SSlibKey
 
-from harness import report, signing
+from harness import signing
 from harness.errors import BadInput, VerificationFailed
 from harness.evidence import sha256_file
+from harness.rendering import check_rendered
 
 ENVELOPE_FILE = "report.dsse.json"
 STATEMENT_FILE = "statement.json"
-RENDERED: dict[str, Callable[[dict[str, Any]], str]] = {
-    "report.md": report.render_markdown,
-    "report.html": report.render_html,
-}
+# report.md and report.html must be what the signed statement renders (harness.rendering)
+RENDERED: Callable[[Path, dict[str, Any]], list[str]] = check_rendered
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,13 @@ class VerifyResult:
     self_generated: bool  # the statement says a dry-run key signed it
     subjects: int
     warnings: list[str]
+    cosigners: list[str] = field(default_factory=list)  # trusted keys that signed besides
+    signatures: int = 1  # signatures the envelope carries (trusted or not)
+    issuer: str = ""  # the key id the statement names as its signer
+    envelope_sha256: str = ""
+    # the statement that verified, parsed from the very bytes whose signature was checked:
+    # callers read figures from it, never from the file again (it may have changed since)
+    statement: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 def locate(path: Path) -> tuple[Path, Path]:
@@ -97,22 +105,70 @@ def _check_signer(statement: dict[str, Any], key: SSlibKey, envelope_path: Path)
     return bool(signer.get("self_generated"))
 
 
-def verify(path: Path, pubkey: Path | None) -> VerifyResult:
+def _trusted_signers(
+    envelope: Envelope,
+    statement: dict[str, Any],
+    pubkeys: Sequence[Path],
+    threshold: int,
+    envelope_path: Path,
+) -> tuple[SSlibKey, list[str]]:
+    """(the issuer's key, the co-signers' key ids): at least `threshold` of the trusted keys
+    must have signed, the issuer (the key the statement names) among them."""
+    keys = [signing.load_public(path) for path in pubkeys]
+    if threshold < 1:
+        raise BadInput("command line", "--threshold", f"must be at least 1, got {threshold}")
+    distinct = {key.keyid for key in keys}
+    if threshold > len(distinct):
+        raise BadInput(
+            "command line",
+            "--threshold",
+            f"{threshold} signatures asked for, but {len(distinct)} distinct --pubkey given",
+        )
+    accepted = signing.verifying_keys(envelope, keys)
+    signer = statement.get("predicate", {}).get("signer")
+    issuer_id = signer.get("keyid") if isinstance(signer, dict) else None
+    issuer = next((key for key in accepted if key.keyid == issuer_id), None)
+    if issuer is None:
+        if not accepted and len(keys) == 1:
+            signing.verify(envelope, keys[0], str(envelope_path))  # the usual message
+        raise VerificationFailed(
+            f"{envelope_path}: the issuing key {issuer_id} (named in the statement) is not "
+            f"among the trusted keys that signed ({len(accepted)} of {len(distinct)} verified)"
+        )
+    if len(accepted) < threshold:
+        raise VerificationFailed(
+            f"{envelope_path}: {len(accepted)} of the trusted keys signed, {threshold} required "
+            f"(signed by {', '.join(envelope.signatures)})"
+        )
+    return issuer, [key.keyid for key in accepted if key.keyid != issuer.keyid]
+
+
+def verify(
+    path: Path, pubkeys: Sequence[Path] = (), threshold: int = 1, rendered: bool = True
+) -> VerifyResult:
+    """`pubkeys`: the keys the verifier trusts (the agency's, a witness lab's); at least
+    `threshold` of them must have signed, the issuing key among them. Without any, the key the
+    statement embeds checks integrity only. `rendered=False` leaves report.md and report.html
+    unchecked (`harness render` is about to rewrite them)."""
     run_dir, envelope_path = locate(path)
     refuse_links(run_dir)
     try:
-        data = json.loads(envelope_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
+        envelope_bytes = envelope_path.read_bytes()
+        data = json.loads(envelope_bytes.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
         raise VerificationFailed(f"{envelope_path}: not readable JSON: {error}") from None
     if not isinstance(data, dict):
         raise VerificationFailed(f"{envelope_path}: not a DSSE envelope")
     envelope = signing.open_envelope(data, str(envelope_path))
     statement = signing.statement_of(envelope, str(envelope_path))
     warnings: list[str] = []
-    if pubkey is not None:
-        key = signing.load_public(pubkey)
+    cosigners: list[str] = []
+    if pubkeys:
+        key, cosigners = _trusted_signers(envelope, statement, pubkeys, threshold, envelope_path)
         source = "given (trusted)"
     else:
+        if threshold != 1:
+            raise BadInput("command line", "--threshold", "needs the trusted keys: pass --pubkey")
         try:
             pem = statement["predicate"]["signer"]["public_key"]
             key = signing.public_from_pem(pem)
@@ -121,9 +177,9 @@ def verify(path: Path, pubkey: Path | None) -> VerifyResult:
                 f"{envelope_path}: no embedded public key; pass --pubkey"
             ) from None
         source = "embedded (self-asserted)"
-    signing.verify(envelope, key, str(envelope_path))
+        signing.verify(envelope, key, str(envelope_path))
     self_generated = _check_signer(statement, key, envelope_path)
-    if pubkey is None:
+    if not pubkeys:
         warnings.append(
             "UNVERIFIED SIGNER: checked with the key the report embeds (self-asserted); this "
             "proves integrity, not who signed. The report is official only when it verifies "
@@ -140,14 +196,6 @@ def verify(path: Path, pubkey: Path | None) -> VerifyResult:
             )
     else:
         warnings.append(f"{STATEMENT_FILE} is absent; checked the signed payload only")
-    for name, render in RENDERED.items():
-        rendered = run_dir / name
-        if not rendered.is_file():
-            warnings.append(f"{name} is absent")
-        elif rendered.read_bytes() != render(statement).encode("utf-8"):
-            raise VerificationFailed(
-                f"{rendered}: differs from the report the signed statement renders"
-            )
 
     subjects = statement.get("subject")
     if not isinstance(subjects, list) or not subjects:
@@ -176,6 +224,18 @@ def verify(path: Path, pubkey: Path | None) -> VerifyResult:
             name = extra.relative_to(run_dir).as_posix()
             if not extra.is_dir() and name not in listed:
                 raise VerificationFailed(f"{name}: in evidence/ but not in the signed statement")
+    if rendered:  # after the evidence: figures are drawn from digest-checked files
+        warnings += RENDERED(run_dir, statement)
     return VerifyResult(
-        key.keyid, source, pubkey is not None, self_generated, len(subjects), warnings
+        key.keyid,
+        source,
+        bool(pubkeys),
+        self_generated,
+        len(subjects),
+        warnings,
+        cosigners,
+        len(envelope.signatures),
+        str(statement.get("predicate", {}).get("signer", {}).get("keyid", "")),
+        hashlib.sha256(envelope_bytes).hexdigest(),
+        statement,
     )

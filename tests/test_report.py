@@ -262,8 +262,12 @@ def test_html_is_self_contained() -> None:
     out = report.render_html(statement())
     assert out.startswith("<!DOCTYPE html>")
     assert "<style>" in out
-    for external in ("<link", "src=", "href=", "@import", "url("):
+    for external in ("<link", "src=", "@import", "<script", "<img", "<iframe"):
         assert external not in out
+    # the inline figures refer only to their own parts (glyphs, clip paths) by fragment
+    references = re.findall(r'href="([^"]*)"|url\(([^)]*)\)', out)
+    assert references
+    assert all((href or url).startswith("#") for href, url in references)
 
 
 def test_markdown_pipe_does_not_break_row() -> None:
@@ -282,19 +286,22 @@ def test_markdown_cell_escaping() -> None:
     assert report.md_cell("two\nlines") == "two lines"
 
 
-def test_size_table_and_chart() -> None:
+def test_size_table_and_figures() -> None:
     s = statement()
     md = report.render_markdown(s)
     assert "| 512 | 0.199 TFLOPS | chosen (figure from fresh repeats) |" in md
     assert "| 1024 | - | skipped: estimated 5.5 s exceeds the 3 s budget |" in md
     assert "<svg" not in md
+    assert "## Figures" not in md  # the figures are in report.html only
     out = report.render_html(s)
     svgs = re.findall(r"<svg.*?</svg>", out, re.S)
-    assert len(svgs) == 1
-    chart = ET.fromstring(svgs[0])  # well-formed XML
-    ns = "{http://www.w3.org/2000/svg}"
-    assert len(chart.findall(f"{ns}rect")) == 2  # the skipped size gets no bar
-    assert "estimated 5.5 s exceeds the 3 s budget" in svgs[0]
+    assert len(svgs) == 2  # GEMM throughput per precision, and the pilot sweep by size
+    for svg in svgs:
+        ET.fromstring(svg)  # well-formed XML
+    names = re.findall(r'\bid="([^"]+)"', out)
+    assert len(names) == len(set(names))  # two figures on one page share no id
+    assert "skipped sizes: fp32 1024" in out  # the details name no label: the precision
+    assert out.index('<table id="verdicts">') < out.index("<svg") < out.index("<h2>Run</h2>")
 
 
 def test_sizes_sort_numerically() -> None:

@@ -9,10 +9,15 @@ import click
 from harness import __version__
 from harness.cli import (
     audit_cmd,
+    compare_cmd,
+    cosign_cmd,
     env_cmd,
+    index_cmd,
     keygen_cmd,
     ledger_cmd,
+    rank_cmd,
     rating_sheet_cmd,
+    render_cmd,
     run_cmd,
     suites_cmd,
     verify_cmd,
@@ -30,11 +35,16 @@ for command in (
     run_cmd.run,
     verify_cmd.verify,
     audit_cmd.audit,
+    render_cmd.render,
+    compare_cmd.compare,
     keygen_cmd.keygen,
     suites_cmd.suites,
     env_cmd.env,
     rating_sheet_cmd.rating_sheet,
     ledger_cmd.ledger,
+    cosign_cmd.cosign,
+    rank_cmd.rank,
+    index_cmd.index,
 ):
     cli.add_command(command)
 

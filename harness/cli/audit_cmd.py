@@ -6,19 +6,19 @@ from pathlib import Path
 import click
 
 from harness.audit import audit as audit_run
+from harness.cli.verify_cmd import PUBKEY_HELP, THRESHOLD_HELP
 
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option(
-    "--pubkey",
-    type=click.Path(path_type=Path),
-    help="the public key (PEM) you trust, e.g. the agency's, for the verification step",
+    "--pubkey", "pubkeys", multiple=True, type=click.Path(path_type=Path), help=PUBKEY_HELP
 )
-def audit(run_dir: Path, pubkey: Path | None) -> None:
+@click.option("--threshold", type=int, default=1, show_default=True, help=THRESHOLD_HELP)
+def audit(run_dir: Path, pubkeys: tuple[Path, ...], threshold: int) -> None:
     """Verify RUN_DIR, then recompute the header, every measurement and verdict from
     evidence/ alone; diff with the signed statement."""
-    result = audit_run(run_dir, pubkey)
+    result = audit_run(run_dir, pubkeys, threshold)
     for warning in result.verified.warnings:
         click.echo(f"warning: {warning}", err=True)
     for note in result.notes:

@@ -119,4 +119,10 @@ def verify(
         size = log.size()
     if problems:
         raise BadInput(folder, None, "; ".join(problems))
+    if old is not None and not pubkeys:
+        click.echo(
+            f"warning: {old}: its signature was not checked (no --pubkey): anyone could have "
+            "written this checkpoint; pass the log operator's --pubkey",
+            err=True,
+        )
     click.echo(f"ledger OK: {size} entries, every checkpoint consistent")

@@ -15,6 +15,7 @@ from harness import environment
 from harness.errors import EXIT_SUT_FAILURE, BadInput
 from harness.run import RunRequest, execute, plan
 from harness.schema import Verdict
+from harness.selection import index as report_index
 
 STATUS_STYLE = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow", "NOT_MEASURED": "dim"}
 
@@ -189,6 +190,12 @@ def run(
             f"[red]NOT A SHIPPED SUITE:[/red] {predicate['suite']['shipped_note']}",
             highlight=False,
         )
+    if out is None:  # a run in the workspace's reports/: the workspace's index lists it
+        added = report_index.add(report_index.DEFAULT_INDEX, [result.run_dir])
+        for skipped in added.skipped:
+            console.print(f"[red]not indexed:[/red] {skipped.reason}", highlight=False)
+        if added.added:
+            console.print(f"indexed in {report_index.DEFAULT_INDEX}", highlight=False)
     for failure in result.failures:
         console.print(f"[red]failed:[/red] {failure}")
     if result.failures:

@@ -1,0 +1,50 @@
+"""Co-signatures: a witness lab re-checks a report and adds its signature to the envelope.
+
+The witness signs the same payload (the DSSE PAE of the same statement), so the statement
+still names the issuer; `harness verify --threshold 2 --pubkey agency.pub --pubkey lab.pub`
+then asks for both. The witness audits first: it co-signs only a report whose every figure
+it recomputed from the evidence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import jsonio, signing
+from harness.audit import audit
+from harness.errors import VerificationFailed
+from harness.verify import locate
+
+
+@dataclass(frozen=True)
+class Cosigned:
+    envelope: Path
+    keyid: str
+    signatures: int
+
+
+def cosign(path: Path, key: signing.SigningKey) -> Cosigned:
+    """Audit the run at `path` (verify, then recompute everything from evidence/); when it is
+    identical, add `key`'s signature to its envelope (replaced atomically)."""
+    run_dir, envelope_path = locate(path)
+    result = audit(run_dir)
+    if result.differences:
+        raise VerificationFailed(
+            f"{run_dir}: the audit found {len(result.differences)} differences (first: "
+            f"{result.differences[0]}); not co-signed"
+        )
+    data = json.loads(envelope_path.read_text(encoding="utf-8"))
+    signed = signing.cosign(data, key, str(envelope_path))
+    fd, tmp = tempfile.mkstemp(dir=envelope_path.parent, prefix=".cosign-", suffix=".json")
+    os.close(fd)
+    try:
+        jsonio.write(Path(tmp), signed)
+        os.replace(tmp, envelope_path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return Cosigned(envelope_path, key.keyid, len(signed["signatures"]))
