@@ -4,6 +4,8 @@ every verdict from evidence/ alone and compare them with the signed statement.""
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +15,7 @@ from harness import __version__, header
 from harness.environment import git_revision, package_versions, source_digest
 from harness.errors import BadInput
 from harness.evaluate import evaluate
-from harness.verify import ENVELOPE_FILE, VerifyResult, verify
+from harness.verify import ENVELOPE_FILE, VerifyResult, check_subjects, verify
 
 COMPARED = ("tasks", "measurements", "unmeasured", "verdicts")
 
@@ -82,20 +84,32 @@ def diff_header(signed: dict[str, Any], derived: dict[str, Any]) -> list[str]:
     return out
 
 
-def audit(run_dir: Path, pubkeys: Sequence[Path] = (), threshold: int = 1) -> AuditResult:
+def audit(
+    run_dir: Path, pubkeys: Sequence[Path] = (), threshold: int = 1, rendered: bool = True
+) -> AuditResult:
     """VerificationFailed when the run directory does not verify (signature, digests, links,
-    statement.json, rendered reports); otherwise the differences between the signed
-    predicate and what the evidence gives."""
+    statement.json, rendered reports unless `rendered=False`); otherwise the differences
+    between the signed predicate and what the evidence gives. The evidence is scored from a
+    private copy whose digests are checked again against the verified statement, so a file
+    swapped back and forth during the audit is never what it scores."""
     evidence_dir = run_dir / "evidence"
     if not evidence_dir.is_dir():
         raise BadInput(run_dir, None, "no evidence/ directory: not a run directory")
     envelope_path = run_dir / ENVELOPE_FILE
     if not envelope_path.is_file():
         raise BadInput(run_dir, None, f"no {ENVELOPE_FILE}: not a run directory")
-    verified = verify(run_dir, pubkeys, threshold)
+    verified = verify(run_dir, pubkeys, threshold, rendered)
     signed = verified.statement.get("predicate")  # the bytes that verified, not a re-read
     if not isinstance(signed, dict):
         raise BadInput(envelope_path, "predicate", "missing")
+    with tempfile.TemporaryDirectory(prefix="harness-audit-") as private:
+        copy = Path(private) / "evidence"
+        shutil.copytree(evidence_dir, copy, symlinks=True)
+        check_subjects(copy, verified.statement, envelope_path)
+        return _recompute(copy, signed, verified)
+
+
+def _recompute(evidence_dir: Path, signed: dict[str, Any], verified: VerifyResult) -> AuditResult:
     try:
         differences = diff_header(signed, header.derive(evidence_dir))
         recomputed = evaluate(evidence_dir).as_json()

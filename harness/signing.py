@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
+from harness import jsonio
 from harness.errors import BadInput, VerificationFailed
 from harness.schema import PREDICATE_TYPE
 
@@ -122,7 +123,30 @@ def sign(statement: dict[str, Any], key: SigningKey) -> dict[str, Any]:
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 
 
+def envelope_file_bytes(envelope: dict[str, Any]) -> bytes:
+    """The bytes of report.dsse.json as the harness writes it (jsonio: sorted keys, one
+    space indent). `verify` accepts no other spelling: the ledger and the index know a report
+    by the sha256 of these bytes, so one envelope must have one file."""
+    return jsonio.dumps(envelope).encode("utf-8")
+
+
+ENVELOPE_FIELDS = {"payload", "payloadType", "signatures"}
+SIGNATURE_FIELDS = {"keyid", "sig"}
+
+
 def open_envelope(data: dict[str, Any], source: str) -> Envelope:
+    if set(data) != ENVELOPE_FIELDS:
+        raise VerificationFailed(
+            f"{source}: a DSSE envelope has exactly the fields {sorted(ENVELOPE_FIELDS)}, "
+            f"this one {sorted(data)}"
+        )
+    signatures = data.get("signatures")
+    if not isinstance(signatures, list) or any(
+        not isinstance(s, dict) or set(s) != SIGNATURE_FIELDS for s in signatures
+    ):
+        raise VerificationFailed(
+            f"{source}: each signature has exactly the fields {sorted(SIGNATURE_FIELDS)}"
+        )
     try:
         envelope = Envelope.from_dict(data)
     except Exception as error:

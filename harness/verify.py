@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class VerifyResult:
     # the statement that verified, parsed from the very bytes whose signature was checked:
     # callers read figures from it, never from the file again (it may have changed since)
     statement: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    envelope_bytes: bytes = field(default=b"", repr=False, compare=False)  # what verified
 
 
 def locate(path: Path) -> tuple[Path, Path]:
@@ -143,23 +144,25 @@ def _trusted_signers(
     return issuer, [key.keyid for key in accepted if key.keyid != issuer.keyid]
 
 
-def verify(
-    path: Path, pubkeys: Sequence[Path] = (), threshold: int = 1, rendered: bool = True
+def verify_envelope(
+    envelope_bytes: bytes, envelope_path: Path, pubkeys: Sequence[Path] = (), threshold: int = 1
 ) -> VerifyResult:
-    """`pubkeys`: the keys the verifier trusts (the agency's, a witness lab's); at least
-    `threshold` of them must have signed, the issuing key among them. Without any, the key the
-    statement embeds checks integrity only. `rendered=False` leaves report.md and report.html
-    unchecked (`harness render` is about to rewrite them)."""
-    run_dir, envelope_path = locate(path)
-    refuse_links(run_dir)
+    """The checks that need the envelope's bytes alone: its canonical form, the signatures
+    (against `pubkeys`, at least `threshold` of them, the issuer among them; without any, the
+    key the statement embeds, integrity only), the canonical statement and its signer block.
+    `subjects` counts the statement's subjects; their files are not looked at here."""
     try:
-        envelope_bytes = envelope_path.read_bytes()
         data = json.loads(envelope_bytes.decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise VerificationFailed(f"{envelope_path}: not readable JSON: {error}") from None
     if not isinstance(data, dict):
         raise VerificationFailed(f"{envelope_path}: not a DSSE envelope")
     envelope = signing.open_envelope(data, str(envelope_path))
+    if envelope_bytes != signing.envelope_file_bytes(envelope.to_dict()):
+        raise VerificationFailed(
+            f"{envelope_path}: not the bytes the harness writes for this envelope (another "
+            "spelling of its JSON or base64; the ledger and the index know a report by them)"
+        )
     statement = signing.statement_of(envelope, str(envelope_path))
     warnings: list[str] = []
     cosigners: list[str] = []
@@ -187,16 +190,61 @@ def verify(
         )
     if self_generated:
         warnings.append("UNOFFICIAL: the statement says a self-generated dry-run key signed it")
+    subjects = statement.get("subject")
+    return VerifyResult(
+        key.keyid,
+        source,
+        bool(pubkeys),
+        self_generated,
+        len(subjects) if isinstance(subjects, list) else 0,
+        warnings,
+        cosigners,
+        len(envelope.signatures),
+        str(statement["predicate"].get("signer", {}).get("keyid", "")),
+        hashlib.sha256(envelope_bytes).hexdigest(),
+        statement,
+        envelope_bytes,
+    )
+
+
+def verify(
+    path: Path, pubkeys: Sequence[Path] = (), threshold: int = 1, rendered: bool = True
+) -> VerifyResult:
+    """`pubkeys`: the keys the verifier trusts (the agency's, a witness lab's); at least
+    `threshold` of them must have signed, the issuing key among them. Without any, the key the
+    statement embeds checks integrity only. `rendered=False` leaves report.md and report.html
+    unchecked (`harness render` is about to rewrite them)."""
+    run_dir, envelope_path = locate(path)
+    refuse_links(run_dir)
+    try:
+        envelope_bytes = envelope_path.read_bytes()
+    except OSError as error:
+        raise VerificationFailed(f"{envelope_path}: not readable: {error}") from None
+    result = verify_envelope(envelope_bytes, envelope_path, pubkeys, threshold)
+    statement = result.statement
+    refuse_unsigned_files(run_dir, envelope_path)
+    warnings = list(result.warnings)
+    signed_payload = signing.payload_bytes(statement)
 
     statement_file = run_dir / STATEMENT_FILE
     if statement_file.is_file():
-        if statement_file.read_bytes() != envelope.payload:
+        if statement_file.read_bytes() != signed_payload:
             raise VerificationFailed(
                 f"{statement_file}: differs from the signed payload (it must be its exact bytes)"
             )
     else:
         warnings.append(f"{STATEMENT_FILE} is absent; checked the signed payload only")
 
+    subjects = check_subjects(run_dir / "evidence", statement, envelope_path)
+    if rendered:  # after the evidence: figures are drawn from digest-checked files
+        warnings += RENDERED(run_dir, statement)
+    return replace(result, subjects=subjects, warnings=warnings)
+
+
+def check_subjects(evidence: Path, statement: dict[str, Any], envelope_path: Path) -> int:
+    """Every subject of the statement is a file under `evidence` with its signed sha256, and
+    `evidence` holds no other file; returns the number of subjects. `evidence` is the run
+    directory's own folder, or a private copy of it (audit scores the copy it checked)."""
     subjects = statement.get("subject")
     if not isinstance(subjects, list) or not subjects:
         raise VerificationFailed(f"{envelope_path}: the statement lists no subjects")
@@ -210,7 +258,7 @@ def verify(
             if isinstance(subject.get("digest"), dict)
             else None
         )
-        target = _subject_path(run_dir, name)
+        target = _subject_path(evidence.parent, name)
         if name in listed:
             raise VerificationFailed(f"{name}: listed twice in the statement")
         if not target.is_file():
@@ -218,24 +266,26 @@ def verify(
         if sha256_file(target) != digest:
             raise VerificationFailed(f"{name}: sha256 does not match the signed statement")
         listed.add(name)
-    evidence = run_dir / "evidence"
     if evidence.is_dir():
         for extra in sorted(evidence.rglob("*")):
-            name = extra.relative_to(run_dir).as_posix()
+            name = extra.relative_to(evidence.parent).as_posix()
             if not extra.is_dir() and name not in listed:
                 raise VerificationFailed(f"{name}: in evidence/ but not in the signed statement")
-    if rendered:  # after the evidence: figures are drawn from digest-checked files
-        warnings += RENDERED(run_dir, statement)
-    return VerifyResult(
-        key.keyid,
-        source,
-        bool(pubkeys),
-        self_generated,
-        len(subjects),
-        warnings,
-        cosigners,
-        len(envelope.signatures),
-        str(statement.get("predicate", {}).get("signer", {}).get("keyid", "")),
-        hashlib.sha256(envelope_bytes).hexdigest(),
-        statement,
-    )
+    return len(subjects)
+
+
+RUN_FILES = {"evidence", ENVELOPE_FILE, STATEMENT_FILE, "report.md", "report.html"}
+
+
+def refuse_unsigned_files(run_dir: Path, envelope_path: Path) -> None:
+    """A run directory holds its evidence, the envelope, statement.json and the two rendered
+    reports, nothing else: any other file beside them (a forged REPORT.md, a report.pdf) would
+    sit in a run that verifies. An envelope given by path is checked the same way."""
+    if envelope_path.parent != run_dir or envelope_path.name != ENVELOPE_FILE:
+        return  # an envelope file given alone: no run directory around it is vouched for
+    for entry in sorted(run_dir.iterdir()):
+        if entry.name not in RUN_FILES:
+            raise VerificationFailed(
+                f"{entry}: not part of a run directory (only evidence/, {ENVELOPE_FILE}, "
+                f"{STATEMENT_FILE}, report.md and report.html are); remove it"
+            )

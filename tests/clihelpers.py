@@ -203,7 +203,7 @@ def forge(
         envelope = signing.sign(statement, key)
     else:
         envelope["payload"] = base64.b64encode(signing.payload_bytes(statement)).decode()
-    envelope_path.write_text(json.dumps(envelope), encoding="utf-8")
+    envelope_path.write_bytes(signing.envelope_file_bytes(envelope))
     (run_dir / "statement.json").write_bytes(signing.payload_bytes(statement))
     (run_dir / "report.md").write_text(report.render_markdown(statement), encoding="utf-8")
     (run_dir / "report.html").write_text(report.render_html(statement), encoding="utf-8")

@@ -111,7 +111,7 @@ def issue(
         "self_generated": self_generated,
     }
     envelope = signing.sign(statement, key)
-    (dest / "report.dsse.json").write_text(json.dumps(envelope), encoding="utf-8")
+    (dest / "report.dsse.json").write_bytes(signing.envelope_file_bytes(envelope))
     (dest / "statement.json").write_bytes(signing.payload_bytes(statement))
     (dest / "report.md").write_text(report.render_markdown(statement), encoding="utf-8")
     if html:

@@ -452,7 +452,10 @@ def test_a_report_re_signed_by_someone_else_fails_with_the_agency_pubkey(
     envelope["signatures"] = [
         {"keyid": keyid, "sig": base64.b64encode(forger.sign(pae(IN_TOTO_PAYLOAD, body))).decode()}
     ]
-    (run_dir / "report.dsse.json").write_text(json.dumps(envelope), encoding="utf-8")
+    # the one spelling verify accepts: sorted keys, one-space indent, a final newline
+    (run_dir / "report.dsse.json").write_text(
+        json.dumps(envelope, sort_keys=True, indent=1) + "\n", encoding="utf-8"
+    )
     (run_dir / "statement.json").write_bytes(body)
     # a forger has the tool too: the human-readable reports are re-rendered to match
     (run_dir / "report.md").write_text(report.render_markdown(statement), encoding="utf-8")

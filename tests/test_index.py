@@ -47,7 +47,11 @@ def test_add_then_rank_from_the_index_equals_ranking_the_files(
     from_index = run_cli("rank", "--index", db, "--pubkey", pub, "--format", "json")
     from_files = run_cli("rank", runs.resolve(), "--pubkey", pub, "--format", "json")
     assert from_index.code == from_files.code == 0
-    assert json.loads(from_index.stdout) == json.loads(from_files.stdout)
+    indexed, files = json.loads(from_index.stdout), json.loads(from_files.stdout)
+    (note,) = indexed.pop("notes")
+    assert "ranked from the index" in note and "evidence files" in note
+    assert files.pop("notes") == []
+    assert indexed == files
 
 
 def test_index_is_wal_and_versioned(runs: Path, tmp_path: Path) -> None:
@@ -79,7 +83,7 @@ def test_rebuild_from_the_files_gives_the_same_rows(runs: Path, tmp_path: Path) 
     assert dropped.code == 1
     assert "skipped" in dropped.stderr and "sha256 does not match" in dropped.stderr
     with report_index.connect(db) as conn:
-        assert len(report_index.records(conn)) == 2
+        assert len(report_index.records(conn)[0]) == 2
 
 
 def test_a_tampered_report_is_not_indexed(runs: Path, tmp_path: Path) -> None:
@@ -122,6 +126,37 @@ def test_a_run_into_the_workspace_reports_is_indexed(
     assert result.code == 0, result.stderr
     assert "indexed in reports/index.sqlite" in result.stdout
     with report_index.connect(tmp_path / "reports" / "index.sqlite", create=False) as conn:
-        (record,) = report_index.records(conn)
+        (record,), unusable = report_index.records(conn)
+    assert unusable == []
     assert record.suite_id == "tiny-gemm" and record.self_generated
     assert Path(record.path).parent == (tmp_path / "reports").resolve()
+
+
+def test_an_edited_row_or_blob_is_excluded_not_ranked(
+    runs: Path, tmp_path: Path, agency
+) -> None:
+    """The index's columns only select: a figure, flag or key edited in a row, or an edited
+    signed blob, makes that report excluded with the reason; the others are still ranked."""
+    _, pub = agency
+    db = tmp_path / "index.sqlite"
+    assert run_cli("index", "add", runs, "--index", db).code == 0
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE indicators SET value = 20, low = 19, high = 21 WHERE "
+                     "indicator = ? AND envelope_sha256 = (SELECT envelope_sha256 FROM reports "
+                     "WHERE applicant = 'Lab B')", (FP32,))
+        conn.execute("UPDATE reports SET quick = 1 WHERE applicant = 'Lab A'")
+    ranked = json.loads(run_cli("rank", "--index", db, "--pubkey", pub, "--format", "json").stdout)
+    names = [e["applicant"] for t in ranked["tables"] for e in t["entries"]]
+    assert names == ["Lab A", "Lab B", "Lab C"]  # the signed figures, not the edited ones
+    entry_b = next(e for t in ranked["tables"] for e in t["entries"] if e["applicant"] == "Lab B")
+    fp32 = next(i for i in entry_b["indicators"] if i["indicator"] == FP32)
+    assert fp32["value"] == 8
+    with sqlite3.connect(db) as conn:
+        (blob,) = conn.execute("SELECT envelope FROM signed s JOIN reports r USING "
+                               "(envelope_sha256) WHERE r.applicant = 'Lab C'").fetchone()
+        edited = bytes(blob).replace(b'"payloadType"', b'"payloadType" ', 1)
+        conn.execute("UPDATE signed SET envelope = ? WHERE envelope = ?", (edited, blob))
+    ranked = json.loads(run_cli("rank", "--index", db, "--pubkey", pub, "--format", "json").stdout)
+    assert [e["applicant"] for t in ranked["tables"] for e in t["entries"]] == ["Lab A", "Lab B"]
+    (excluded,) = ranked["excluded"]
+    assert excluded["path"].endswith("C") and "in the index" in excluded["reason"]

@@ -67,9 +67,12 @@ def rebuild(index_path: Path, pubkeys: tuple[Path, ...]) -> None:
 def query(
     index_path: Path, direction: str | None, suite_id: str | None, applicant: str | None, fmt: str
 ) -> None:
-    """List indexed reports (with every indicator's verdict under --format json)."""
+    """List indexed reports (with every indicator's verdict under --format json), each
+    re-verified from the signed bytes the index keeps (with the key each embeds)."""
     with report_index.connect(index_path, create=False) as conn:
-        found = report_index.records(conn, direction, suite_id, applicant)
+        found, unusable = report_index.records(conn, direction, suite_id, applicant)
+    for bad in unusable:
+        click.echo(f"excluded: {bad.path}: {bad.reason}", err=True)
     if fmt == "json":
         click.echo(json.dumps([r.as_row() for r in found], indent=1, sort_keys=True))
         return

@@ -68,14 +68,32 @@ def checkpoint(key_path: Path, origin: str, name: str | None, folder: Path) -> N
     type=click.Path(dir_okay=False, path_type=Path),
     help="an earlier checkpoint note: also prove the log grew from it without rewriting",
 )
+@click.option("--pubkey", "pubkeys", multiple=True, type=click.Path(path_type=Path))
+@click.option("--name", "names", multiple=True, help="the key name of each --pubkey, in order")
 @LOG_OPTION
-def prove(path: Path, old: Path | None, folder: Path) -> None:
-    """Print the inclusion proof of one report (JSON, RFC 6962 audit path)."""
+def prove(
+    path: Path,
+    old: Path | None,
+    pubkeys: tuple[Path, ...],
+    names: tuple[str, ...],
+    folder: Path,
+) -> None:
+    """Print the inclusion proof of one report (JSON, RFC 6962 audit path); with
+    --checkpoint, the consistency proof from that checkpoint, which the log must still
+    hold (its root at its size) and, with --pubkey, a key must have signed."""
     with Ledger(folder) as log:
         proof = log.inclusion(path)
         if old is not None:
-            cp = open_note(old.read_text(encoding="utf-8"), {})
+            cp = open_note(old.read_text(encoding="utf-8"), _public_keys(pubkeys, names))
+            if pubkeys and not cp.signers:
+                raise BadInput(old, None, "no signature by the given keys verifies")
+            if cp.size > log.size() or log.root(cp.size) != cp.root:
+                raise BadInput(
+                    old, None, "the log no longer holds what this checkpoint signed: no proof"
+                )
             proof["consistency"] = log.consistency(cp.size)
+    if old is not None and not pubkeys:
+        click.echo(f"warning: {old}: its signature was not checked (no --pubkey)", err=True)
     click.echo(json.dumps(proof, indent=2, sort_keys=True))
 
 
@@ -102,12 +120,15 @@ def _public_keys(paths: tuple[Path, ...], names: tuple[str, ...]) -> dict[str, E
 def verify(
     old: Path | None, pubkeys: tuple[Path, ...], names: tuple[str, ...], folder: Path
 ) -> None:
-    """Check the log: entries, tree and every issued checkpoint agree; with --checkpoint,
-    that note is signed (by a --pubkey) and the log is consistent with it."""
+    """Check the log: entries, tree and every issued checkpoint agree (with --pubkey, each
+    kept checkpoint signed by one of the keys); with --checkpoint, that note is signed (by a
+    --pubkey) and the log is consistent with it. Entries' source and added_utc are not
+    signed by any checkpoint: only their sha256 is in the tree."""
+    keys = _public_keys(pubkeys, names)
     with Ledger(folder) as log:
-        problems = log.check()
+        problems = log.check(keys)
         if old is not None:
-            cp = open_note(old.read_text(encoding="utf-8"), _public_keys(pubkeys, names))
+            cp = open_note(old.read_text(encoding="utf-8"), keys)
             if pubkeys and not cp.signers:
                 problems.append(f"{old}: no signature by the given keys verifies")
             if cp.size > log.size():
@@ -125,4 +146,7 @@ def verify(
             "written this checkpoint; pass the log operator's --pubkey",
             err=True,
         )
-    click.echo(f"ledger OK: {size} entries, every checkpoint consistent")
+    click.echo(
+        f"ledger OK: {size} entries, every checkpoint consistent (only each entry's sha256 "
+        "is in the tree: its source and added_utc are not signed)"
+    )

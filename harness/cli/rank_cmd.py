@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -35,6 +36,13 @@ def render(result: RankResult, fmt: str) -> str:
 
         return render_document(result, fmt)
     return output.as_text(result)
+
+
+FROM_INDEX = (
+    "ranked from the index: every report's signatures, statement and suite file re-verified "
+    "from the bytes the index keeps; its evidence files were checked when it was indexed, "
+    "not now (rank the run directories, with --audit, to re-check them)"
+)
 
 
 @click.command()
@@ -112,7 +120,7 @@ def rank(
         if with_audit:
             raise BadInput("command line", "--audit", "audits read the files: give PATHs")
         with report_index.connect(index_path or report_index.DEFAULT_INDEX, create=False) as conn:
-            records = report_index.records(conn, direction=direction)
+            records, unusable = report_index.records(conn, direction=direction, pubkeys=pubkeys)
     result = select(
         records,
         unusable,
@@ -121,6 +129,8 @@ def rank(
         direction=direction,
         suite_versions=_suite_versions(suite_versions),
     )
+    if not paths:
+        result = replace(result, notes=(*result.notes, FROM_INDEX))
     text = render(result, fmt)
     if out is not None:
         out.write_text(text, encoding="utf-8")

@@ -9,12 +9,15 @@
 An entry is the sha256 of an envelope's bytes (`report.dsse.json` of a run directory, or
 the envelope file itself); adding the same envelope twice gives its first index back.
 `check()` rebuilds the tree from entries.jsonl and compares it with tree.db and with every
-issued checkpoint, so a removed, reordered or rewritten entry is noticed."""
+issued checkpoint, so a removed, reordered or rewritten entry is noticed. Only an entry's
+sha256 is in the tree: its `source` and `added_utc` are notes for the operator that no
+checkpoint signs (when a report was issued is in its signed statement, `run.finished_utc`)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +29,7 @@ from harness.errors import BadInput, VerificationFailed
 from harness.signing import open_envelope
 
 DEFAULT_DIR = Path("reports") / "ledger"
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 ENTRIES = "entries.jsonl"
 TREE = "tree.db"
 CHECKPOINTS = "checkpoints"
@@ -152,15 +156,25 @@ class Ledger:
 
     # -------------------------------------------------------------- integrity
 
-    def check(self) -> list[str]:
+    def check(self, keys: dict[str, Any] | None = None) -> list[str]:
         """What is wrong with the log ([] when nothing): entries.jsonl rebuilt into a tree
-        must give tree.db's root, and every issued checkpoint's root at its size."""
+        must give tree.db's root, and every issued checkpoint's root at its size; with
+        `keys` (name -> Ed25519 public key), every kept checkpoint must carry a signature
+        by one of them."""
         from harness.ledger.note import open_note
 
         problems: list[str] = []
         entries = self.entries()
-        if [e.index for e in entries] != list(range(len(entries))):
+        if [e.index for e in entries] != list(range(len(entries))) or any(
+            type(e.index) is not int for e in entries
+        ):
             problems.append("entries.jsonl is not numbered 0, 1, 2, ... in order")
+        malformed = [e.index for e in entries if not SHA256_HEX.fullmatch(str(e.sha256))]
+        if malformed:
+            problems.append(
+                f"entries.jsonl: entry {malformed[0]}'s sha256 is not 64 lower-case hex digits"
+            )
+            return problems
         rebuilt = InmemoryTree(algorithm="sha256")
         for entry in entries:
             rebuilt.append_entry(bytes.fromhex(entry.sha256))
@@ -170,10 +184,12 @@ class Ledger:
             problems.append("tree.db's root differs from the tree of entries.jsonl")
         for note in sorted((self.folder / CHECKPOINTS).glob("*.note")):
             try:
-                checkpoint = open_note(note.read_text(encoding="utf-8"), {})
+                checkpoint = open_note(note.read_text(encoding="utf-8"), keys or {})
             except ValueError as error:
                 problems.append(f"{note.name}: {error}")
                 continue
+            if keys and not checkpoint.signers:
+                problems.append(f"{note.name}: no signature by the given keys verifies")
             if checkpoint.size > len(entries):
                 problems.append(
                     f"{note.name}: issued at size {checkpoint.size}, the log now holds "

@@ -8,6 +8,7 @@ it recomputed from the evidence.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -16,8 +17,8 @@ from pathlib import Path
 
 from harness import jsonio, signing
 from harness.audit import audit
-from harness.errors import VerificationFailed
-from harness.verify import locate
+from harness.errors import BadInput, VerificationFailed
+from harness.verify import ENVELOPE_FILE, locate
 
 
 @dataclass(frozen=True)
@@ -31,14 +32,20 @@ def cosign(path: Path, key: signing.SigningKey) -> Cosigned:
     """Audit the run at `path` (verify, then recompute everything from evidence/); when it is
     identical, add `key`'s signature to its envelope (replaced atomically)."""
     run_dir, envelope_path = locate(path)
+    if envelope_path != run_dir / ENVELOPE_FILE:
+        raise BadInput(
+            path, None, f"co-sign a run directory (its {ENVELOPE_FILE}), not another envelope"
+        )
     result = audit(run_dir)
     if result.differences:
         raise VerificationFailed(
             f"{run_dir}: the audit found {len(result.differences)} differences (first: "
             f"{result.differences[0]}); not co-signed"
         )
-    data = json.loads(envelope_path.read_text(encoding="utf-8"))
-    signed = signing.cosign(data, key, str(envelope_path))
+    raw = envelope_path.read_bytes()
+    if hashlib.sha256(raw).hexdigest() != result.verified.envelope_sha256:
+        raise VerificationFailed(f"{envelope_path}: changed during the audit; not co-signed")
+    signed = signing.cosign(json.loads(raw), key, str(envelope_path))
     fd, tmp = tempfile.mkstemp(dir=envelope_path.parent, prefix=".cosign-", suffix=".json")
     os.close(fd)
     try:

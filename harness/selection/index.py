@@ -3,9 +3,15 @@ issued or imported, so that `harness rank` and queries need not re-read thousand
 
 Rows are made only from reports that verified when they were added (`reports.read_report`),
 and only from the signed statement and the verified suite file; `rebuild` re-reads every
-file and gives the same rows. The index is a cache of what verified: an auditor who doubts
-it rebuilds it, or ranks the files themselves. The schema is versioned (`PRAGMA
-user_version`); a file of another version is refused with the command that rebuilds it.
+file and gives the same rows. Each report's envelope bytes and suite file bytes are kept
+beside its rows, and `records` (what `rank --index` and `query` read) re-verifies them every
+time: the signatures against the keys given then, the statement, the suite's signed digest;
+the record is made from those bytes, never from the columns, which only select. An edited
+row or blob is excluded with the reason, like a tampered file. What the index does not
+re-check is the evidence files (their digests were checked when the report was added):
+rank the run directories (`--audit` to re-derive every figure) for that. The schema is
+versioned (`PRAGMA user_version`); a file of another version is refused with the command
+that rebuilds it.
 """
 
 from __future__ import annotations
@@ -19,11 +25,17 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import BadInput
-from harness.schema import Ranking
-from harness.selection.reports import IndicatorRow, ReportRecord, Unusable, read_report, run_dirs
+from harness.schema import Suite
+from harness.selection.reports import (
+    ReportRecord,
+    Unusable,
+    read_report,
+    record_from_bytes,
+    run_dirs,
+)
 
 DEFAULT_INDEX = Path("reports") / "index.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 REPORT_COLUMNS = (
     "envelope_sha256",
@@ -103,6 +115,15 @@ CREATE TABLE indicators (
     declared_status TEXT,
     PRIMARY KEY (envelope_sha256, indicator)
 );
+CREATE TABLE signed (
+    envelope_sha256 TEXT PRIMARY KEY REFERENCES reports(envelope_sha256) ON DELETE CASCADE,
+    envelope BLOB NOT NULL,          -- report.dsse.json as it verified
+    suite_sha256 TEXT NOT NULL REFERENCES suites(suite_sha256)
+);
+CREATE TABLE suites (
+    suite_sha256 TEXT PRIMARY KEY,
+    suite BLOB NOT NULL              -- evidence/suite.yaml as it verified
+);
 CREATE INDEX reports_by_suite ON reports (direction, suite_id, suite_version);
 CREATE INDEX reports_by_applicant ON reports (applicant, product);
 PRAGMA user_version = {SCHEMA_VERSION};
@@ -163,10 +184,20 @@ def insert(conn: sqlite3.Connection, record: ReportRecord) -> bool:
     ).fetchone()
     if exists:
         return False
+    if not record.envelope_bytes or not record.suite_bytes:
+        raise ValueError("a record is indexed with the signed bytes it was read from")
     marks = ", ".join("?" * len(REPORT_COLUMNS))
     conn.execute(
         f"INSERT INTO reports ({', '.join(REPORT_COLUMNS)}) VALUES ({marks})",
         _report_values(record),
+    )
+    conn.execute(
+        "INSERT OR IGNORE INTO suites (suite_sha256, suite) VALUES (?, ?)",
+        (record.suite_sha256, record.suite_bytes),
+    )
+    conn.execute(
+        "INSERT INTO signed (envelope_sha256, envelope, suite_sha256) VALUES (?, ?, ?)",
+        (record.envelope_sha256, record.envelope_bytes, record.suite_sha256),
     )
     marks = ", ".join("?" * (1 + len(INDICATOR_COLUMNS)))
     conn.executemany(
@@ -236,20 +267,16 @@ def rebuild(index: Path, pubkeys: Sequence[Path] = ()) -> AddResult:
     return AddResult(added, 0, tuple(skipped))
 
 
-def _indicator_row(values: sqlite3.Row) -> IndicatorRow:
-    data = {c: values[c] for c in INDICATOR_COLUMNS}
-    data["exact"] = bool(data["exact"])
-    return IndicatorRow(**data)
-
-
 def records(
     conn: sqlite3.Connection,
     direction: str | None = None,
     suite_id: str | None = None,
     applicant: str | None = None,
-) -> list[ReportRecord]:
-    """The indexed reports (filtered), each with its indicators."""
-    conn.row_factory = sqlite3.Row
+    pubkeys: Sequence[Path] = (),
+) -> tuple[list[ReportRecord], list[Unusable]]:
+    """The indexed reports (filtered by the columns), each re-verified from its kept bytes
+    (`reports.record_from_bytes`, with `pubkeys` as `read_report` takes them); those that no
+    longer verify, or whose row does not say what its signed bytes say, are unusable."""
     where, args = [], []
     for column, value in (
         ("direction", direction),
@@ -260,24 +287,35 @@ def records(
             where.append(f"r.{column} = ?")
             args.append(value)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    indicators: dict[str, list[IndicatorRow]] = {}
-    for row in conn.execute(
-        f"SELECT i.* FROM indicators i JOIN reports r USING (envelope_sha256) {clause} "
-        "ORDER BY i.envelope_sha256, i.rowid",
+    conn.row_factory = None
+    found: list[ReportRecord] = []
+    unusable: list[Unusable] = []
+    rows = conn.execute(
+        "SELECT r.envelope_sha256, r.path, s.envelope, u.suite, s.suite_sha256 FROM reports r "
+        "LEFT JOIN signed s USING (envelope_sha256) LEFT JOIN suites u USING (suite_sha256) "
+        f"{clause} ORDER BY r.envelope_sha256",
         args,
-    ):
-        indicators.setdefault(row["envelope_sha256"], []).append(_indicator_row(row))
-    out = []
-    for row in conn.execute(f"SELECT * FROM reports r {clause} ORDER BY r.envelope_sha256", args):
-        data = {c: row[c] for c in REPORT_COLUMNS}
-        data["quick"] = bool(data["quick"])
-        data["self_generated"] = bool(data["self_generated"])
-        data["cosigner_keyids"] = tuple(json.loads(data["cosigner_keyids"]))
-        data["ranking"] = Ranking.model_validate_json(data["ranking"]) if data["ranking"] else None
-        out.append(
-            ReportRecord(**data, indicators=tuple(indicators.get(row["envelope_sha256"], ())))
-        )
-    return out
+    )
+    suites: dict[str, Suite] = {}
+    for sha, path, envelope, suite, suite_sha in rows:
+        if envelope is None or suite is None:
+            unusable.append(Unusable(str(path), "the index keeps no signed bytes for this row"))
+            continue
+        read = record_from_bytes(Path(path), bytes(envelope), bytes(suite), pubkeys, suites)
+        if isinstance(read, Unusable):
+            unusable.append(Unusable(read.path, f"in the index: {read.reason}"))
+        elif (read.envelope_sha256, read.suite_sha256) != (sha, suite_sha) or any(
+            wanted is not None and wanted != got
+            for wanted, got in (
+                (direction, read.direction),
+                (suite_id, read.suite_id),
+                (applicant, read.applicant),
+            )
+        ):
+            unusable.append(Unusable(str(path), "in the index: its row is not its signed bytes"))
+        else:
+            found.append(read)
+    return found, unusable
 
 
 def dump(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:

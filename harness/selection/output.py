@@ -82,6 +82,7 @@ def _text_table(header: list[str], rows: list[list[str]]) -> str:
 
 def as_text(result: RankResult) -> str:
     parts = [] if result.official else [UNOFFICIAL, ""]
+    parts += [*(f"note: {n}" for n in result.notes), *([""] if result.notes else [])]
     for table in result.tables:
         header, rows = table_rows(table)
         parts += [title(table), _text_table(header, rows)]
@@ -132,6 +133,7 @@ def as_json(result: RankResult) -> str:
         "schema": "harness.ranking/v1",
         "official": result.official,
         "threshold": result.threshold,
+        "notes": list(result.notes),
         "tables": [
             {
                 "direction": t.direction,

@@ -31,6 +31,7 @@ def build(result: RankResult) -> Document:
                 "ok",
             )
         )
+    blocks += [Para(f"Note: {n}") for n in result.notes]
     for table in result.tables:
         header, rows = table_rows(table)
         blocks.append(Heading(f"{table.direction} {table.suite_id} {table.suite_version}", 2))

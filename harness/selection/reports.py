@@ -20,10 +20,10 @@ import yaml
 from pydantic import ValidationError
 
 from harness import suite_manifest
-from harness.audit import audit
+from harness.audit import AuditResult, audit
 from harness.errors import BadInput, HarnessError, VerificationFailed
 from harness.schema import Ranking, Suite
-from harness.verify import ENVELOPE_FILE, VerifyResult, locate, verify
+from harness.verify import ENVELOPE_FILE, VerifyResult, locate, verify, verify_envelope
 
 SUITE_EVIDENCE = "evidence/suite.yaml"
 
@@ -68,9 +68,13 @@ class ReportRecord:
     git_revision: str
     ranking: Ranking | None
     indicators: tuple[IndicatorRow, ...] = field(default=())
+    # the signed bytes the record was read from (the index keeps them, and re-verifies them)
+    envelope_bytes: bytes = field(default=b"", repr=False, compare=False)
+    suite_bytes: bytes = field(default=b"", repr=False, compare=False)
 
     def as_row(self) -> dict[str, Any]:
-        row = {k: v for k, v in self.__dict__.items() if k not in ("indicators", "ranking")}
+        skip = ("indicators", "ranking", "envelope_bytes", "suite_bytes")
+        row = {k: v for k, v in self.__dict__.items() if k not in skip}
         row["cosigner_keyids"] = list(self.cosigner_keyids)
         row["ranking"] = self.ranking.model_dump() if self.ranking is not None else None
         row["indicators"] = [dict(ind.__dict__) for ind in self.indicators]
@@ -171,19 +175,33 @@ def record_of(run_dir: Path, verified: VerifyResult) -> ReportRecord:
     """The record of a run directory that has just verified: every figure from the statement
     that verified (never the file read again), the ranking rule from suite.yaml bytes whose
     digest is checked against that statement as they are parsed."""
-    envelope_path = run_dir / ENVELOPE_FILE
-    p = verified.statement.get("predicate")
-    if not isinstance(p, dict):
-        raise VerificationFailed(f"{envelope_path}: the statement's predicate is not an object")
     suite_path = run_dir / SUITE_EVIDENCE
     try:
         raw = suite_path.read_bytes()
     except OSError as error:
         raise BadInput(suite_path, None, f"unreadable: {error}") from None
+    return record_from(run_dir, verified, raw)
+
+
+def record_from(
+    run_dir: Path, verified: VerifyResult, raw: bytes, suites: dict[str, Suite] | None = None
+) -> ReportRecord:
+    """The record of a verified statement and the suite file `raw` (its bytes, checked here
+    against the sha256 the statement signs). `suites`: parsed suites by sha256, reused."""
+    envelope_path = run_dir / ENVELOPE_FILE
+    suite_path = run_dir / SUITE_EVIDENCE
+    p = verified.statement.get("predicate")
+    if not isinstance(p, dict):
+        raise VerificationFailed(f"{envelope_path}: the statement's predicate is not an object")
     signed_suite = _object(p, "suite", envelope_path)
-    if signed_suite.get("sha256") != hashlib.sha256(raw).hexdigest():
+    digest = hashlib.sha256(raw).hexdigest()
+    if signed_suite.get("sha256") != digest:
         raise VerificationFailed(f"{suite_path}: its sha256 is not the one the statement names")
-    suite = _suite_of(suite_path, raw)
+    suite = suites.get(digest) if suites is not None else None
+    if suite is None:
+        suite = _suite_of(suite_path, raw)
+        if suites is not None:
+            suites[digest] = suite
     if signed_suite.get("id") != suite.id or signed_suite.get("version") != suite.version:
         raise VerificationFailed(f"{suite_path}: not the suite the statement names")
     identity = suite_manifest.identify(suite.id, suite.version, raw)
@@ -214,6 +232,8 @@ def record_of(run_dir: Path, verified: VerifyResult) -> ReportRecord:
         git_revision=str(harness_info.get("git_revision", "")),
         ranking=suite.ranking,
         indicators=_indicator_rows(p, suite, envelope_path),
+        envelope_bytes=verified.envelope_bytes,
+        suite_bytes=raw,
     )
 
 
@@ -232,28 +252,64 @@ def read_report(
     still read when its integrity holds, as unofficial (its `issuer_keyid` then is not among
     the trusted ones), so the ranking can list it apart with that reason."""
     try:
-        run_dir, _ = locate(path)
+        run_dir, envelope_path = locate(path)
+        if envelope_path != run_dir / ENVELOPE_FILE:
+            raise BadInput(path, None, f"give the run directory (its {ENVELOPE_FILE})")
+        check = audit if with_audit else verify
         # the rendered report.md/html are for readers; a ranking reads the statement
         try:
-            verified = verify(run_dir, pubkeys, rendered=False)
+            outcome = check(run_dir, pubkeys, rendered=False)
         except VerificationFailed:
             if not pubkeys:
                 raise
-            # integrity holds? then it is only another key's
-            verified = replace(verify(run_dir, rendered=False), cosigners=[])
-        if with_audit:
-            result = audit(run_dir)
-            if result.differences:
+            # integrity holds? then it is only another key's: the record says whose
+            outcome = check(run_dir, rendered=False)
+            trusted = False
+        else:
+            trusted = True
+        if isinstance(outcome, AuditResult):
+            if outcome.differences:
+                first = outcome.differences[0]
                 return Unusable(
-                    str(path),
-                    f"audit: {len(result.differences)} differences, first: {result.differences[0]}",
+                    str(path), f"audit: {len(outcome.differences)} differences, first: {first}"
                 )
+            verified = outcome.verified  # the figures are those the audit recomputed
+        else:
+            verified = outcome
+        if not trusted:
+            verified = replace(verified, cosigners=[])
         return record_of(run_dir, verified)
     except HarnessError as error:
         return Unusable(str(path), str(error))
     except (RecursionError, OverflowError, TypeError, ValueError, AttributeError) as error:
         # a hostile folder must be listed apart, never abort the ranking of the others
         return Unusable(str(path), f"malformed report ({type(error).__name__}: {error})")
+
+
+def record_from_bytes(
+    run_dir: Path,
+    envelope_bytes: bytes,
+    suite_bytes: bytes,
+    pubkeys: Sequence[Path] = (),
+    suites: dict[str, Suite] | None = None,
+) -> ReportRecord | Unusable:
+    """The record of a report kept as bytes (the index): the envelope re-verified (its
+    signatures against `pubkeys`, read as another key's report when they did not sign it, as
+    `read_report` does), the suite bytes checked against the signed digest. The evidence
+    files are not looked at: that takes the run directory (`read_report`)."""
+    envelope_path = run_dir / ENVELOPE_FILE
+    try:
+        try:
+            verified = verify_envelope(envelope_bytes, envelope_path, pubkeys)
+        except VerificationFailed:
+            if not pubkeys:
+                raise
+            verified = replace(verify_envelope(envelope_bytes, envelope_path), cosigners=[])
+        return record_from(run_dir, verified, suite_bytes, suites)
+    except HarnessError as error:
+        return Unusable(str(run_dir), str(error))
+    except (RecursionError, OverflowError, TypeError, ValueError, AttributeError) as error:
+        return Unusable(str(run_dir), f"malformed report ({type(error).__name__}: {error})")
 
 
 def run_dirs(paths: Sequence[Path]) -> Iterator[Path]:
