@@ -76,7 +76,8 @@ def reissue(base: Path, dest: Path, key: signing.SigningKey, i: int, rng: random
                 m["ci"] = {"low": value * 0.97, "high": value * 1.03, "confidence": 0.95,
                            "method": "bench", "need": "", "proportion": {}}
     p["signer"] = {"keyid": key.keyid, "public_key": key.public_pem(), "self_generated": False}
-    (dest / "report.dsse.json").write_text(json.dumps(signing.sign(statement, key)))
+    envelope_bytes = signing.envelope_file_bytes(signing.sign(statement, key))
+    (dest / "report.dsse.json").write_bytes(envelope_bytes)
     (dest / "statement.json").write_bytes(signing.payload_bytes(statement))
 
 
@@ -92,10 +93,11 @@ def rank_files(root: Path, pub: Path, trusted: frozenset[str]) -> str:
     return as_json(select(records, unusable, trusted=trusted))
 
 
-def rank_index(db: Path, trusted: frozenset[str]) -> str:
+def rank_index(db: Path, pub: Path, trusted: frozenset[str]) -> str:
+    """What `rank --index` does: every row re-verified from the signed bytes it keeps."""
     with report_index.connect(db, create=False) as conn:
-        records = report_index.records(conn)
-    return as_json(select(records, (), trusted=trusted))
+        records, unusable = report_index.records(conn, pubkeys=[pub])
+    return as_json(select(records, unusable, trusted=trusted))
 
 
 def main() -> None:
@@ -127,7 +129,7 @@ def main() -> None:
     for r in range(opts.rounds):
         for side in ("index", "files") if r % 2 == 0 else ("files", "index"):
             start = time.perf_counter()
-            outputs[side] = rank_index(db, trusted) if side == "index" else rank_files(
+            outputs[side] = rank_index(db, pub, trusted) if side == "index" else rank_files(
                 root, pub, trusted)
             times[side].append(time.perf_counter() - start)
     assert json.loads(outputs["index"]) == json.loads(outputs["files"]), "tables differ"

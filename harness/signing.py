@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -82,8 +83,14 @@ def load_private(path: Path, self_generated: bool = False) -> SigningKey:
 def load_public(path: Path) -> SSlibKey:
     if not path.is_file():
         raise BadInput(path, None, "public key file not found")
+    return _public_of(path, path.read_bytes())
+
+
+@functools.lru_cache(maxsize=64)
+def _public_of(path: Path, pem: bytes) -> SSlibKey:
+    """The key in `pem` (cached by its bytes: ranking 10,000 reports reads one key file)."""
     try:
-        key = serialization.load_pem_public_key(path.read_bytes())
+        key = serialization.load_pem_public_key(pem)
     except (ValueError, TypeError) as error:
         raise BadInput(path, None, f"not a PEM public key: {error}") from None
     if not isinstance(key, Ed25519PublicKey):

@@ -162,112 +162,83 @@ def as_json(result: RankResult) -> str:
     return json.dumps(value, sort_keys=True, allow_nan=False) + "\n"
 
 
+CSV_COLUMNS = (
+    "standing",
+    "direction",
+    "suite",
+    "version",
+    "rank",
+    "applicant",
+    "product",
+    "qualifies",
+    "shortlisted",
+    "winner",
+    "tied_with",
+    "indicator",
+    "status",
+    "value",
+    "low",
+    "high",
+    "unit",
+    "declared_status",
+    "why_or_reason",
+    "path",
+)
+
+
+def _csv_row(**cells: Any) -> list[Any]:
+    """One CSV row: the named cells, the others empty."""
+    return [cells.get(column, "") for column in CSV_COLUMNS]
+
+
 def as_csv(result: RankResult) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(
-        [
-            "standing",
-            "direction",
-            "suite",
-            "version",
-            "rank",
-            "applicant",
-            "product",
-            "qualifies",
-            "shortlisted",
-            "winner",
-            "tied_with",
-            "indicator",
-            "status",
-            "value",
-            "low",
-            "high",
-            "unit",
-            "declared_status",
-            "why_or_reason",
-            "path",
-        ]
-    )
+    writer.writerow(CSV_COLUMNS)
     for table in result.tables:
         for e in table.entries:
             r = e.record
             for ind in r.indicators:
                 writer.writerow(
-                    [
-                        "ranked" if result.official else "ranked-unofficial",
-                        table.direction,
-                        table.suite_id,
-                        table.suite_version,
-                        e.rank,
-                        r.applicant,
-                        r.product,
-                        e.qualifies,
-                        e.shortlisted,
-                        e.winner,
-                        "; ".join(e.tied_with),
-                        ind.indicator,
-                        ind.status,
-                        _num(ind.value),
-                        _num(ind.low),
-                        _num(ind.high),
-                        ind.unit,
-                        ind.declared_status or "",
-                        e.why or e.cut_note,
-                        r.path,
-                    ]
+                    _csv_row(
+                        standing="ranked" if result.official else "ranked-unofficial",
+                        direction=table.direction,
+                        suite=table.suite_id,
+                        version=table.suite_version,
+                        rank=e.rank,
+                        applicant=r.applicant,
+                        product=r.product,
+                        qualifies=e.qualifies,
+                        shortlisted=e.shortlisted,
+                        winner=e.winner,
+                        tied_with="; ".join(e.tied_with),
+                        indicator=ind.indicator,
+                        status=ind.status,
+                        value=_num(ind.value),
+                        low=_num(ind.low),
+                        high=_num(ind.high),
+                        unit=ind.unit,
+                        declared_status=ind.declared_status or "",
+                        why_or_reason=e.why or e.cut_note,
+                        path=r.path,
+                    )
                 )
     for a in result.apart:
         r = a.record
         writer.writerow(
-            [
-                "apart",
-                r.direction,
-                r.suite_id,
-                r.suite_version,
-                "",
-                r.applicant,
-                r.product,
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                a.reason,
-                r.path,
-            ]
+            _csv_row(
+                standing="apart",
+                direction=r.direction,
+                suite=r.suite_id,
+                version=r.suite_version,
+                applicant=r.applicant,
+                product=r.product,
+                why_or_reason=a.reason,
+                path=r.path,
+            )
         )
     for u in result.unusable:
-        writer.writerow(
-            [
-                "excluded",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                u.reason,
-                u.path,
-            ]
-        )
+        writer.writerow(_csv_row(standing="excluded", why_or_reason=u.reason, path=u.path))
     return out.getvalue()
 
 
