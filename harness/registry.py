@@ -24,6 +24,8 @@ _BUILTIN_MODULES = {
         "harness.probes.translation",
         "harness.probes.biometrics",
         "harness.probes.inspection",
+        "harness.probes.checkpoints",
+        "harness.probes.llm",
     ],
     "harness.adapters": [
         "harness.adapters.local",
@@ -33,6 +35,7 @@ _BUILTIN_MODULES = {
         "harness.adapters.http_sut",
         "harness.adapters.command_sut",
         "harness.adapters.outputs_sut",
+        "harness.adapters.checkpoint_sut",
         "harness.adapters.framework_sut",
     ],
 }

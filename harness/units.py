@@ -41,8 +41,10 @@ _UNITS = [
     Unit("B", "data_size", 1.0),
     Unit("MB", "data_size", 1e6),
     Unit("count", "count", 1.0),
+    Unit("billion", "count", 1e9),  # D16: parameters ">= 100 billion"
     Unit("samples/s", "sample_rate", 1.0),
     Unit("queries/s", "sample_rate", 1.0),
+    Unit("requests/s", "sample_rate", 1.0),
     Unit("tokens/s", "token_rate", 1.0),
     Unit("images/s", "sample_rate", 1.0),
     Unit("m", "length", 1.0),

@@ -5,6 +5,7 @@
       url: http://10.0.0.5:8000/predict
       timeout_s: 30                       # per sample (default 30)
       headers: {Authorization: Bearer x}  # optional, added to every request
+      model: my-llm                       # optional: the served model's name (llm.serving)
 
 Each sample is sent as `POST <url>` with the JSON body `{"input": <data>}` (numpy arrays as
 nested lists, numpy scalars as numbers, text as a string); the SUT answers 2xx with a JSON
@@ -60,6 +61,8 @@ class HttpAdapter:
         url: str
         timeout_s: float = Field(default=30.0, gt=0)
         headers: dict[str, str] | None = None
+        # the served model's name, for OpenAI-compatible servers (llm.serving sends it)
+        model: str | None = None
 
         @field_validator("url")
         @classmethod
