@@ -26,6 +26,7 @@ _BUILTIN_MODULES = {
         "harness.probes.inspection",
         "harness.probes.checkpoints",
         "harness.probes.llm",
+        "harness.probes.llm_tasks",
     ],
     "harness.adapters": [
         "harness.adapters.local",

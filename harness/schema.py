@@ -154,10 +154,26 @@ class Declared(Strict):
 
 
 class SutSpec(BaseModel):
-    """`adapter` names a registered adapter; the other keys are the adapter's own."""
+    """`adapter` names a registered adapter; the other keys are the adapter's own, except
+    the keys of PROBE_SUT_KEYS, which the harness's probes read (see `adapter_fields`)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
     adapter: str = "local"
+
+
+# keys a SUT block may carry for the harness's probes rather than for its adapter:
+# `checkpoint` (checkpoint.params, llm.services: the model's checkpoint beside an http SUT),
+# `data_url` (llm.services: the platform's dataset listing), `manual_settings` (llm.finetune:
+# the settings the submission made by hand)
+PROBE_SUT_KEYS = frozenset({"checkpoint", "data_url", "manual_settings"})
+
+
+def adapter_fields(sut: SutSpec, adapter_args: type[BaseModel] | None) -> dict[str, Any]:
+    """The SUT block as its adapter's Args take it: the keys of PROBE_SUT_KEYS that are not
+    fields of that Args left out (the checkpoint adapter's own `checkpoint` stays)."""
+    raw = sut.model_dump()
+    fields = adapter_args.model_fields if adapter_args is not None else {}
+    return {k: v for k, v in raw.items() if k not in PROBE_SUT_KEYS or k in fields}
 
 
 class InstrumentSpec(BaseModel):

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from harness import instruments, registry
 from harness.errors import BadInput
 from harness.loading import bad_input_from, load_model
-from harness.schema import Submission, Suite, SutSpec
+from harness.schema import Submission, Suite, SutSpec, adapter_fields
 
 LOCAL_DEFAULT = Submission(
     applicant="(local dry run)",
@@ -111,7 +111,7 @@ def _checked_adapter(
             f"unknown adapter {spec.adapter!r}; known: {', '.join(registry.adapters.names())}",
         )
     try:
-        adapter_args = adapter_cls.Args.model_validate(spec.model_dump())
+        adapter_args = adapter_cls.Args.model_validate(adapter_fields(spec, adapter_cls.Args))
     except ValidationError as error:
         raise bad_input_from(source, error, prefix=where) from None
     adapter = adapter_cls()

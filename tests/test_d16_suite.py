@@ -6,6 +6,7 @@ audited. Expected counts are worked out by hand from the tensors the test writes
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import yaml
 from clihelpers import run_cli
 from safetensors.numpy import save_file
 
+from harness.refengines import finetune_platform
 from harness.refengines.llm_server import ServerProcess
 
 
@@ -26,7 +28,15 @@ def test_quick_dry_run_decides_nothing_and_audits(tmp_path: Path) -> None:
     result = run_cli("run", "d16-pretrained-models", "--quick", "--out", run_dir)
     assert result.code == 0, result.stderr[-600:]
     verdicts = _verdicts(run_dir)
-    assert set(verdicts) == {"parameters", "serving_ttft_p99", "serving_tpot_p99"}
+    assert set(verdicts) == {
+        "parameters",
+        "serving_ttft_p99",
+        "serving_tpot_p99",
+        "modalities",
+        "services",
+        "finetune_accuracy",
+        "manual_settings",
+    }
     assert {v["status"] for v in verdicts.values()} == {"INCONCLUSIVE"}
     audit = run_cli("audit", run_dir)
     assert audit.code == 0, audit.stdout + audit.stderr
@@ -52,9 +62,19 @@ def test_a_submitted_checkpoint_and_served_model(tmp_path: Path) -> None:
                     "applicant": "Test Lab",
                     "product": "Tiny LM",
                     "suite": "d16-pretrained-models",
-                    "sut": {"adapter": "http", "url": server.url},
+                    # `checkpoint` beside the http SUT: llm.services' model service
+                    "sut": {
+                        "adapter": "http",
+                        "url": server.url,
+                        "checkpoint": "model.safetensors",
+                    },
                     "task_suts": {
-                        "params": {"adapter": "checkpoint", "checkpoint": "model.safetensors"}
+                        "params": {"adapter": "checkpoint", "checkpoint": "model.safetensors"},
+                        "finetune": {
+                            "adapter": "command",
+                            "argv": [sys.executable, finetune_platform.__file__, "{input}"],
+                            "manual_settings": ["learning_rate"],
+                        },
                     },
                 }
             ),
@@ -72,4 +92,13 @@ def test_a_submitted_checkpoint_and_served_model(tmp_path: Path) -> None:
     assert figures["params.parameters_total"]["unit"] == "count"
     parameters = _verdicts(run_dir)["parameters"]
     assert parameters["status"] == "FAIL"  # 245 parameters, far below 100 billion
+    # the API answered and the checkpoint was counted; the random-weight model writes no
+    # working code and the submission names no data service
+    services = figures["services.services"]
+    assert services["value"] == 2
+    per = services["details"]["services"]
+    assert {name for name, row in per.items() if row["counted"]} == {"api", "model"}
+    # the submission declared one setting it made by hand: counted, and the target is none
+    assert figures["finetune.manual_settings"]["value"] == 1
+    assert _verdicts(run_dir)["manual_settings"]["status"] == "FAIL"
     assert run_cli("audit", run_dir).code == 0

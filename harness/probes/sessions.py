@@ -19,6 +19,7 @@ from harness.adapters.protocol import Sample, SampleOutput, SutSession
 from harness.errors import BadInput, SutFailure
 from harness.probes.base import CollectContext
 from harness.registry import adapters
+from harness.schema import adapter_fields
 
 
 def open_adapter_session(ctx: CollectContext) -> SutSession:
@@ -43,6 +44,7 @@ def open_adapter_session(ctx: CollectContext) -> SutSession:
     raw = ctx.sut.model_dump()
     adapter_args: Any = raw
     if isinstance(model, type) and issubclass(model, BaseModel):
+        raw = adapter_fields(ctx.sut, model)
         if "adapter" not in model.model_fields:
             raw.pop("adapter", None)
         try:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.adapters.http_sut import HttpAdapter, redacted
 from harness.errors import BadInput
-from harness.schema import SutSpec
+from harness.schema import SutSpec, adapter_fields
 
 Api = Literal["completions", "chat"]
 API_PATHS: dict[str, str] = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
@@ -115,6 +115,7 @@ def sut_fields(sut: SutSpec, source: str | Path = "submission") -> tuple[HttpAda
             "llm.serving drives an OpenAI-compatible HTTP endpoint: expected `adapter: http` "
             f"with its `url`, got {raw.get('adapter')!r}",
         )
+    raw = adapter_fields(sut, HttpAdapter.Args)
     model = raw.pop("model", None)
     if model is not None and (not isinstance(model, str) or not model.strip()):
         raise BadInput(source, "sut.model", f"expected the served model's name, got {model!r}")
