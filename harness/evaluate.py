@@ -31,6 +31,7 @@ from harness.schema import (
     HardwareDescription,
     Indicator,
     Measurement,
+    SutSpec,
     TaskOutcome,
     Unmeasured,
     Verdict,
@@ -81,6 +82,29 @@ REFERENCE_PASS_REASON = (
 )
 
 
+SUBMITTED_REFERENCE_REASON = (
+    "the submitted SUT is the harness's own reference engine (harness.refengines): a figure "
+    "of that engine, never a product's PASS"
+)
+
+
+def submits_reference_engine(sut: SutSpec) -> bool:
+    """Whether a submitted SUT block runs one of the harness's own reference engines: a
+    callable whose target is in harness.refengines, or a command with an argument naming
+    that package (`-m harness.refengines.x`, a path through harness/refengines/). Decided
+    from the signed submission alone, so audit decides the same anywhere."""
+    raw = sut.model_dump()
+    target = raw.get("target")
+    if isinstance(target, str) and target.strip().startswith("harness.refengines"):
+        return True
+    argv = raw.get("argv")
+    words = [argv] if isinstance(argv, str) else argv if isinstance(argv, list) else []
+    return any(
+        "harness.refengines" in str(w) or "harness/refengines/" in str(w).replace("\\", "/")
+        for w in words
+    )
+
+
 def _answered_by_reference(measurement: Measurement, task_id: str) -> Measurement:
     """A figure of a task the harness's own reference engine answered although a submission
     was given (it names no SUT for the task: its `local` adapter means the harness's engine,
@@ -107,6 +131,7 @@ def evaluate(evidence_dir: Path) -> Evaluation:
     outcomes: list[TaskOutcome] = []
     replayed_tasks: dict[str, str] = {}  # task id -> the replaying adapter
     reference_tasks: set[str] = set()  # dry-run tasks the harness's own engine answered
+    reference_submitted: set[str] = set()  # tasks whose submitted SUT is such an engine
     measurements: list[Measurement] = []
     unmeasured: list[Unmeasured] = []
     for task in loaded.tasks:
@@ -165,6 +190,9 @@ def evaluate(evidence_dir: Path) -> Evaluation:
             task_measurements, unmeasured = _without_driven_figures(
                 task_measurements, unmeasured, task_sut.adapter
             )
+        submitted = submission is not None and task_sut.adapter != "local"
+        if submitted and submits_reference_engine(task_sut):
+            reference_submitted.add(task.id)
         measurements += task_measurements
 
     by_id = {m.id: m for m in measurements}
@@ -193,6 +221,14 @@ def evaluate(evidence_dir: Path) -> Evaluation:
         verdicts = [
             _no_pass(v, REFERENCE_PASS_REASON, "reference_engine")
             if task_of[v.indicator] in reference_tasks
+            else v
+            for v in verdicts
+        ]
+    if reference_submitted:
+        task_of = {ind.id: ind.metric.split(".", 1)[0] for ind in loaded.suite.indicators}
+        verdicts = [
+            _no_pass(v, SUBMITTED_REFERENCE_REASON, "reference_engine_submitted")
+            if task_of[v.indicator] in reference_submitted
             else v
             for v in verdicts
         ]

@@ -27,6 +27,9 @@ _BUILTIN_MODULES = {
         "harness.probes.checkpoints",
         "harness.probes.llm",
         "harness.probes.llm_tasks",
+        "harness.probes.privacy",
+        "harness.probes.riskmodels",
+        "harness.probes.security",
     ],
     "harness.adapters": [
         "harness.adapters.local",
