@@ -348,6 +348,20 @@ def honest(message: dict[str, Any]) -> Any:
     return {"examples": as_lists([search(message, k) for k in range(n)])}
 
 
+_FOUND: dict[bytes, list[Any]] = {}
+
+
+def renamed(message: dict[str, Any]) -> Any:
+    """`search` on digits_sklearn, then `search_again`: the same examples under a second
+    name (the same items go to every attack on a target)."""
+    if message["task"] == "attacks.catalogue":
+        return catalogue({"search": "linf", "search_again": "linf"})
+    key = json.dumps([i["input"] for i in message["items"]]).encode()
+    if message["attack"] == "search":
+        _FOUND[key] = as_lists([search(message, k) for k in range(len(message["items"]))])
+    return {"examples": _FOUND[key]}
+
+
 def callable_sut(function: Callable[[Any], Any]) -> SutSpec:
     return SutSpec.model_validate({"adapter": "callable", "target": f"{SELF}:{function.__name__}"})
 
@@ -1006,3 +1020,24 @@ def test_physical_rule_on_constructed_records() -> None:
     meta, a = physical_record([[1] * 4], [[0] * 4])
     a["adv"] = a["clean"] + F32(0.25)
     assert item_reasons(meta, a, 0.5)[0].startswith("L-inf 0.25 > epsilon 0.1")
+
+
+def test_one_attack_under_two_names_counts_once(tmp_path: Path) -> None:
+    args = AttacksArgs(
+        targets=[TargetPlan(name="digits_sklearn", linf=0.25)],
+        items=HONEST_ITEMS,
+        query_budget=HOSTILE_BUDGET,
+    )
+    failures, result = collect_and_score(
+        DigitalAttacksProbe(), args, tmp_path, sut=callable_sut(renamed)
+    )
+    assert failures == []
+    figures = by_id(result)
+    wins_ = sum(by_hand(*records(tmp_path)[("search", "digits_sklearn")]))
+    assert wins_ >= HONEST_ITEMS - 1
+    # both rates are reported, as measured; the count holds the attack once
+    assert figures["success_rate_search"].value == figures["success_rate_search_again"].value
+    count = figures["digital_attacks_passing"]
+    assert count.value == 1
+    assert count.details["attacks"]["search_again"]["same_as"] == "search"
+    assert count.details["attacks"]["search"]["same_as"] == ""

@@ -4,6 +4,7 @@ counts of attacks and frameworks that clear the floor."""
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,6 +97,8 @@ class Tally:
     examples: list[str] = field(default_factory=list)
     queries: int = 0
     norm: str = ""
+    # (target, item) -> sha256 of the verified example's float32 bytes (and its move)
+    wins: dict[tuple[str, int], str] = field(default_factory=dict)
 
 
 def _kind(reason: str) -> str:
@@ -145,6 +148,8 @@ def tally(
             pair[0] += wins
             pair[1] += len(reasons)
         for k, r in enumerate(reasons):
+            if not r:
+                t.wins[(meta["target"], k)] = _example_digest(arrays, k)
             if r:
                 t.refusals[_kind(r)] += 1
                 if len(t.examples) < MAX_LISTED:
@@ -162,6 +167,24 @@ def tally(
             }
         )
     return tallies, rows
+
+
+def _example_digest(arrays: dict[str, np.ndarray], k: int) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(arrays["adv"][k], dtype=np.float32).tobytes())
+    digest.update(repr(arrays["moves"][k].tolist()).encode())
+    return digest.hexdigest()
+
+
+def same_examples_as(wins: dict[tuple[str, int], str], earlier: dict[str, Tally]) -> str:
+    """The earlier attack whose verified examples this attack's repeat byte for byte on at
+    least half of this attack's verified items ('' when none): one attack under two names
+    (the same items go to every attack on a target, so a platform could otherwise return
+    one attack's examples under ten names)."""
+    for name, other in earlier.items():
+        same = sum(1 for key, d in wins.items() if other.wins.get(key) == d)
+        if wins and 2 * same >= len(wins):
+            return name
+    return ""
 
 
 def _clears(successes: int, items: int, floor_pct: float, confidence: float) -> tuple[bool, float]:
@@ -229,9 +252,12 @@ def score_attacks(
             table[name] = {"passes": False, "items": 0}
             continue
         ok, low = _clears(t.successes, t.items, args.floor_pct, confidence)
+        twin = same_examples_as(t.wins, {n: tallies[n] for n in observed})
+        if twin:  # counted once, under its first name; its own rate is still reported
+            ok = False
         if ok:
             passing.append(name)
-        if _above(t.successes, t.items, args.floor_pct):
+        if _above(t.successes, t.items, args.floor_pct) and not twin:
             observed.append(name)
         per_framework = {}
         for fw, (wins, n) in sorted(t.by_framework.items()):
@@ -247,6 +273,7 @@ def score_attacks(
             "items": t.items,
             "low_pct": low,
             "passes": ok,
+            "same_as": twin,
             "by_target": {
                 k: {"successes": w, "items": n} for k, (w, n) in sorted(t.by_target.items())
             },
@@ -297,7 +324,9 @@ def score_attacks(
             ci=_count_bound(len(passing), confidence, "attacks", undecided),
             method=f"{args.mode} black-box attacks offered by {who}: the figure counts those "
             f"whose verified success rate (pooled over their jobs) is above {args.floor_pct:g} %, "
-            f"its bound those with {floor}; {check}; declared attacks count for nothing",
+            f"its bound those with {floor}; {check}; declared attacks count for nothing, and one "
+            "whose verified examples repeat an earlier counted attack's byte for byte on half "
+            "its verified items or more counts once (same_as)",
             details={
                 "passing": passing,
                 "observed_above_floor": observed,
